@@ -1,0 +1,58 @@
+# tsbox: `make demo` and `make test` are the two commands; see README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+NODE_BIN := node_modules/.bin
+PROTOS := $(shell find proto -name '*.proto' | sort)
+
+.PHONY: setup build native ts proto images test test-unit test-e2e test-rust demo clean
+
+setup:
+	scripts/setup
+
+build: native ts images
+
+# The napi addon (build/native/index.node) and the tsbox-sandbox binary (build/bin/).
+native:
+	$(NODE_BIN)/napi build --release --manifest-path addon/Cargo.toml -p tsbox-napi \
+		--output-dir build/native
+	cargo build --release --quiet --manifest-path addon/Cargo.toml -p tsbox-sandbox
+	install -D -m 0755 addon/target/release/tsbox-sandbox build/bin/tsbox-sandbox
+
+# Static protobuf code: nothing parses .proto files when the shim starts.
+proto: src/gen/proto.js src/gen/proto.d.ts
+
+src/gen/proto.js: $(PROTOS)
+	@mkdir -p src/gen
+	$(NODE_BIN)/pbjs -t static-module -w commonjs --no-verify --no-delimited --no-convert \
+		--force-number -p proto -o $@ $(PROTOS)
+
+src/gen/proto.d.ts: src/gen/proto.js
+	$(NODE_BIN)/pbts -o $@ $<
+
+ts: proto
+	$(NODE_BIN)/tsc -p tsconfig.json
+	$(NODE_BIN)/tsc -p tsconfig.build.json
+	install -D -m 0644 src/gen/proto.js dist/gen/proto.js
+
+images:
+	scripts/images/build
+
+test: setup build
+	$(MAKE) --no-print-directory test-rust
+	$(NODE_BIN)/jest --ci
+
+test-unit:
+	$(NODE_BIN)/jest --selectProjects unit
+
+test-e2e:
+	$(NODE_BIN)/jest --selectProjects e2e
+
+test-rust:
+	cargo test --release --quiet --manifest-path addon/Cargo.toml
+
+demo: setup build
+	scripts/demo
+
+clean:
+	rm -rf build dist src/gen addon/target

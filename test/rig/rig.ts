@@ -1,0 +1,78 @@
+/**
+ * The test rig as tests see it: the private containerd started by global setup (through
+ * scripts/containerd, the same script `make demo` uses) and small helpers around `ctr`.
+ */
+import { execFile, spawn, ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+
+export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
+export const CONTAINERD_SCRIPT = path.join(PROJECT_ROOT, 'scripts', 'containerd');
+
+export interface Rig {
+  dir: string;
+  address: string;
+  ttrpcAddress: string;
+}
+
+/** The rig of this jest run; global setup exports its directory to every worker. */
+export function rig(): Rig {
+  const dir = process.env.TSBOX_RIG_DIR;
+  if (!dir) throw new Error('TSBOX_RIG_DIR is not set: run e2e tests through jest (global setup starts containerd)');
+  return { dir, address: path.join(dir, 'containerd.sock'), ttrpcAddress: path.join(dir, 'containerd.sock.ttrpc') };
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `ctr --address <rig> ARGS…` to completion; never throws on a non-zero exit. */
+export function ctr(args: string[], opts: { namespace?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  const { address } = rig();
+  const full = ['--address', address, '--namespace', opts.namespace ?? 'default', ...args];
+  return new Promise((resolve) => {
+    execFile('ctr', full, { timeout: opts.timeoutMs ?? 30000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Starts a long-running `ctr …` (events, a detached reader) and hands back the child. */
+export function ctrSpawn(args: string[], namespace = 'default'): ChildProcess {
+  const { address } = rig();
+  return spawn('ctr', ['--address', address, '--namespace', namespace, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** A container id no other test (or earlier run) uses. */
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${crypto.randomBytes(4).toString('hex')}`;
+}
+
+/** Resolves with the first stdout line matching `pattern`, or rejects after `timeoutMs`. */
+export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got:\n${buffered}`));
+    }, timeoutMs);
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const line = buffered.split('\n').find((l) => pattern.test(l));
+      if (line !== undefined) {
+        cleanup();
+        resolve(line);
+      }
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+    };
+    child.stdout?.on('data', onData);
+  });
+}
