@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addon, SANDBOX_BINARY } from '../../src/native/addon';
+import { native, SANDBOX_BINARY } from '../../src/native/addon';
 
 const cargoVersion = /^version = "([^"]+)"/m.exec(
   fs.readFileSync(path.join(__dirname, '..', '..', 'addon', 'Cargo.toml'), 'utf8'),
@@ -10,7 +10,7 @@ const cargoVersion = /^version = "([^"]+)"/m.exec(
 describe('native build', () => {
   it('loads the napi addon and reports the workspace version', () => {
     expect(cargoVersion).toBeDefined();
-    expect(addon().version()).toBe(cargoVersion);
+    expect(native.version()).toBe(cargoVersion);
   });
 
   it('builds tsbox-sandbox with the same version', () => {

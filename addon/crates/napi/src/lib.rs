@@ -1,9 +1,105 @@
-//! The napi-rs addon loaded by the Node daemon. It must never fork: see DESIGN.md §3.
+//! The napi-rs addon loaded by the Node daemon and CLI: syscalls Node lacks, none of
+//! which forks (DESIGN.md §3). Errors cross as "<ERRNO>|<step>: <ERRNO>"; the TypeScript
+//! wrapper (src/native/addon.ts) turns that into an Error whose `code` is the errno name,
+//! the way Node's own fs errors look.
 
+use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use std::os::fd::IntoRawFd;
+use tsbox_sys::SysError;
 
-/// Version of the native code, compared with the TypeScript package and `tsbox-sandbox`.
+fn js_err(e: SysError) -> Error {
+    Error::new(Status::GenericFailure, format!("{}|{}", e.errno_name(), e))
+}
+
+/// Version of the native code, compared with `tsbox-sandbox`'s.
 #[napi]
 pub fn version() -> String {
     tsbox_sys::VERSION.to_string()
+}
+
+/// Connects a unix stream socket (close-on-exec) and returns its fd.
+#[napi]
+pub fn unix_connect(path: String) -> Result<i32> {
+    tsbox_sys::fd::unix_connect(&path).map(|fd| fd.into_raw_fd()).map_err(js_err)
+}
+
+/// sendmsg with SCM_RIGHTS; returns the bytes written (the fds go with the first byte).
+#[napi]
+pub fn send_with_fds(sock: i32, data: Buffer, fds: Vec<i32>) -> Result<u32> {
+    tsbox_sys::fd::send_with_fds(sock, &data, &fds).map(|n| n as u32).map_err(js_err)
+}
+
+#[napi(object)]
+pub struct Pty {
+    pub master: i32,
+    pub slave: i32,
+}
+
+/// A new pseudo-terminal pair, both ends close-on-exec.
+#[napi]
+pub fn openpty() -> Result<Pty> {
+    let mut master = -1;
+    let mut slave = -1;
+    let ret = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    if ret != 0 {
+        return Err(js_err(SysError::last("openpty")));
+    }
+    for fd in [master, slave] {
+        tsbox_sys::fd::set_cloexec(fd, true).map_err(js_err)?;
+    }
+    Ok(Pty { master, slave })
+}
+
+/// TIOCSWINSZ on a pty.
+#[napi]
+pub fn set_winsize(fd: i32, cols: u32, rows: u32) -> Result<()> {
+    let ws = libc::winsize { ws_row: rows as u16, ws_col: cols as u16, ws_xpixel: 0, ws_ypixel: 0 };
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(js_err(SysError::last("ioctl TIOCSWINSZ")));
+    }
+    Ok(())
+}
+
+pub struct FlockTask {
+    fd: i32,
+}
+
+impl Task for FlockTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        loop {
+            if unsafe { libc::flock(self.fd, libc::LOCK_EX) } == 0 {
+                return Ok(());
+            }
+            let e = SysError::last("flock LOCK_EX");
+            if e.errno != libc::EINTR {
+                return Err(js_err(e));
+            }
+        }
+    }
+
+    fn resolve(&mut self, _env: Env, _output: Self::Output) -> Result<Self::JsValue> {
+        Ok(())
+    }
+}
+
+/// Takes an exclusive flock on a libuv worker thread, so waiting never blocks the loop.
+/// The lock is released by closing the fd.
+#[napi]
+pub fn flock_exclusive(fd: i32) -> AsyncTask<FlockTask> {
+    AsyncTask::new(FlockTask { fd })
+}
+
+/// Opens a pidfd for `pid` (to signal it without a pid-reuse race).
+#[napi]
+pub fn pidfd_open(pid: i32) -> Result<i32> {
+    tsbox_sys::sys::pidfd_open(pid).map_err(js_err)
+}
+
+#[napi]
+pub fn pidfd_send_signal(pidfd: i32, signal: i32) -> Result<()> {
+    tsbox_sys::sys::pidfd_send_signal(pidfd, signal).map_err(js_err)
 }

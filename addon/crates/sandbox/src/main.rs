@@ -1,17 +1,138 @@
-//! `tsbox-sandbox`: one per sandbox. For now it only identifies itself; the control-socket
-//! protocol arrives with the sandbox engine.
+//! `tsbox-sandbox`: one per sandbox (a standalone container or a pod). It is the parent
+//! and child subreaper of every process of its containers, creates them with clone3,
+//! reaps them, and reports exits over its control socket (DESIGN.md §3).
+//!
+//!   tsbox-sandbox --socket PATH     serve; prints "ready" on stdout once listening
+//!   tsbox-sandbox --version
 
+mod hooks;
+mod init;
+mod plan;
+mod seccomp;
+mod server;
+mod sync;
+
+use server::{Client, Sandbox};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::ExitCode;
+use tsbox_sys::fd::{own, sockaddr_un};
+use tsbox_sys::{check, Result};
+
+fn listen(path: &str) -> Result<OwnedFd> {
+    let fd = own(check(
+        unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) },
+        || "socket AF_UNIX".into(),
+    )?);
+    let _ = std::fs::remove_file(path);
+    let addr = sockaddr_un(path)?;
+    check(
+        unsafe {
+            libc::bind(fd.as_raw_fd(), &addr as *const libc::sockaddr_un as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_un>() as u32)
+        },
+        || format!("bind {path}"),
+    )?;
+    let cpath = tsbox_sys::sys::cstring(path);
+    check(unsafe { libc::chmod(cpath.as_ptr(), 0o600) }, || format!("chmod {path}"))?;
+    check(unsafe { libc::listen(fd.as_raw_fd(), 64) }, || format!("listen {path}"))?;
+    Ok(fd)
+}
+
+fn sigchld_fd() -> Result<OwnedFd> {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        check(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()), || "block SIGCHLD".into())?;
+        Ok(own(check(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK), || "signalfd SIGCHLD".into())?))
+    }
+}
+
+fn serve(socket: &str) -> Result<()> {
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }, || "prctl PR_SET_CHILD_SUBREAPER".into())?;
+    let sigfd = sigchld_fd()?;
+    let listener = listen(socket)?;
+    // Tell whoever started us that the socket accepts connections, then let go of stdout.
+    println!("ready");
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 1);
+            libc::close(null);
+        }
+    }
+
+    let mut sandbox = Sandbox::new();
+    let mut clients: Vec<Client> = Vec::new();
+    while !sandbox.shutdown {
+        let mut pfds = vec![
+            libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        pfds.extend(clients.iter().map(|c| libc::pollfd { fd: c.raw(), events: libc::POLLIN, revents: 0 }));
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if tsbox_sys::last_errno() == libc::EINTR {
+                continue;
+            }
+            return Err(tsbox_sys::SysError::last("poll"));
+        }
+        if pfds[1].revents != 0 {
+            let mut info = [0u8; 128];
+            while unsafe { libc::read(sigfd.as_raw_fd(), info.as_mut_ptr() as *mut libc::c_void, info.len()) } > 0 {}
+            for ev in sandbox.reap() {
+                clients.retain(|c| c.send(&ev));
+            }
+        }
+        let mut gone = Vec::new();
+        for (i, pfd) in pfds.iter().enumerate().skip(2) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            let client = &mut clients[i - 2];
+            match client.read_lines() {
+                None => gone.push(i - 2),
+                Some(lines) => {
+                    for line in lines {
+                        let answer = sandbox.handle(client, &line);
+                        client.send(&answer);
+                    }
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            clients.remove(i);
+        }
+        if pfds[0].revents != 0 {
+            let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+            if fd >= 0 {
+                clients.push(Client::new(own(fd)));
+            }
+        }
+        // Exits that happened while we were busy with a request.
+        for ev in sandbox.reap() {
+            clients.retain(|c| c.send(&ev));
+        }
+    }
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version") | Some("-v") => {
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["--version"] | ["-v"] => {
             println!("tsbox-sandbox {}", tsbox_sys::VERSION);
             ExitCode::SUCCESS
         }
+        ["--socket", path] => match serve(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tsbox-sandbox: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: tsbox-sandbox --version");
+            eprintln!("usage: tsbox-sandbox --socket PATH | --version");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,200 @@
+//! The plan: what the TypeScript `spec → plan` layer (src/oci/plan.ts) decided, in the
+//! form this process executes without further interpretation. Field names mirror the
+//! TypeScript types one to one.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPlan {
+    /// Absolute host path of the root filesystem.
+    pub rootfs: String,
+    pub rootfs_readonly: bool,
+    /// MS_* propagation flags applied to "/" in the new mount namespace.
+    pub rootfs_propagation: u64,
+    /// CLONE_NEW* flags of the namespaces created for this container.
+    pub clone_flags: u64,
+    /// A new cgroup namespace, entered only after the init joined its cgroups so that
+    /// the namespace's root is the container's own cgroup.
+    pub unshare_cgroup_ns: bool,
+    /// Namespaces joined by path, in the order to join them.
+    pub join_namespaces: Vec<JoinNamespace>,
+    pub uid_mappings: Vec<IdMapping>,
+    pub gid_mappings: Vec<IdMapping>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub mounts: Vec<MountPlan>,
+    /// Device nodes to create (mknod) or, in a user namespace, bind from the host.
+    pub devices: Vec<DevicePlan>,
+    pub bind_devices: bool,
+    pub symlinks: Vec<Symlink>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub sysctls: Vec<Sysctl>,
+    pub oom_score_adj: Option<i32>,
+    /// `cgroup.procs` files the init joins before any of its own code runs.
+    pub cgroup_procs: Vec<String>,
+    /// Stop after mounts, before pivot_root, so the engine can run createRuntime hooks.
+    pub pause_for_hooks: bool,
+    pub hooks: ContainerHooks,
+    /// OCI state JSON given to hooks run by this process; "pid" is filled in here.
+    pub hook_state: serde_json::Value,
+    pub process: ProcessPlan,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinNamespace {
+    /// CLONE_NEW* flag of the namespace type.
+    pub flag: u64,
+    pub path: String,
+    pub field: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct MountPlan {
+    pub source: String,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub fstype: String,
+    pub flags: u64,
+    pub data: String,
+    /// MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC), applied after mounting.
+    pub propagation: u64,
+    pub bind: bool,
+    /// A bind mount whose flags (ro, nosuid, …) need a remount to take effect.
+    pub remount: bool,
+    pub field: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePlan {
+    pub path: String,
+    /// S_IFCHR, S_IFBLK or S_IFIFO.
+    pub file_type: u32,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub field: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct Symlink {
+    pub target: String,
+    pub link: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct Sysctl {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerHooks {
+    pub create_container: Vec<HookPlan>,
+    pub start_container: Vec<HookPlan>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct HookPlan {
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub timeout: Option<u32>,
+    pub field: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessPlan {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<Rlimit>,
+    pub capabilities: Option<Capabilities>,
+    pub no_new_privileges: bool,
+    pub terminal: bool,
+    pub seccomp: Option<SeccompPlan>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct Rlimit {
+    pub resource: i32,
+    /// None means unlimited (RLIM_INFINITY).
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+    pub field: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct Capabilities {
+    pub bounding: u64,
+    pub effective: u64,
+    pub inheritable: u64,
+    pub permitted: u64,
+    pub ambient: u64,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompPlan {
+    pub default_action: SeccompAction,
+    pub architectures: Vec<String>,
+    pub rules: Vec<SeccompRule>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompAction {
+    /// kill_process, kill_thread, trap, errno, trace, allow, log
+    pub kind: String,
+    /// The errno for "errno", the message for "trace".
+    pub value: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompRule {
+    pub names: Vec<String>,
+    pub action: SeccompAction,
+    pub args: Vec<SeccompArg>,
+    pub field: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompArg {
+    pub index: u32,
+    pub value: u64,
+    pub value_two: u64,
+    /// ne, lt, le, eq, ge, gt, masked_eq
+    pub op: String,
+}
+
+/// A process started in a running container (exec).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecPlan {
+    pub cgroup_procs: Vec<String>,
+    pub process: ProcessPlan,
+}

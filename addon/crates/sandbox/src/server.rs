@@ -1,0 +1,518 @@
+//! The control socket: clients (the tsbox daemon, `tsbox` CLI invocations) send one JSON
+//! request per line, with the container's stdio fds attached as SCM_RIGHTS; answers go
+//! back to the asker, exit events to every client. Handling is sequential: this process
+//! is single-threaded by design (DESIGN.md §3), and container setup takes milliseconds.
+
+use crate::init;
+use crate::plan::{ContainerPlan, ExecPlan};
+use crate::sync::{self, FromChild, ToChild};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use tsbox_sys::fd::{recv_with_fds, send_with_fds};
+use tsbox_sys::sys::{clone3, pidfd_send_signal, Forked};
+use tsbox_sys::{check, fd::own, Result, SysError};
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+enum Op {
+    Create { container: String, plan: Box<ContainerPlan>, fds: usize },
+    /// createRuntime hooks ran; carry on with the create.
+    Resume { container: String },
+    Start { container: String },
+    Exec { container: String, exec: String, plan: Box<ExecPlan>, fds: usize },
+    Signal { container: String, exec: Option<String>, signal: i32 },
+    State,
+    /// Drop a stopped (or never started) container; kills its init first if needed.
+    Forget { container: String },
+    Shutdown,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: u64,
+    #[serde(flatten)]
+    op: Value,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl Status {
+    fn name(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+struct Process {
+    pid: i32,
+    pidfd: OwnedFd,
+    status: Status,
+    exit_status: Option<i32>,
+}
+
+struct Container {
+    init: Process,
+    /// The init's end of setup: held until Start releases the gate.
+    sync: Option<OwnedFd>,
+    execs: HashMap<String, Process>,
+}
+
+pub struct Client {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+pub struct Sandbox {
+    containers: HashMap<String, Container>,
+    /// pid → (container, exec id) for every process we started and not yet reaped.
+    by_pid: HashMap<i32, (String, Option<String>)>,
+    pub shutdown: bool,
+}
+
+fn err_json(e: &SysError) -> Value {
+    json!({ "step": e.step, "errno": e.errno, "errnoName": e.errno_name(), "field": e.field, "message": e.to_string() })
+}
+
+fn proto_err(msg: String) -> SysError {
+    SysError::new(msg, libc::EINVAL)
+}
+
+impl Client {
+    pub fn new(fd: OwnedFd) -> Client {
+        Client { fd, buf: Vec::new(), fds: Vec::new() }
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Reads what is available; returns complete lines, or None when the peer is gone.
+    pub fn read_lines(&mut self) -> Option<Vec<Vec<u8>>> {
+        let mut chunk = vec![0u8; 256 * 1024];
+        match recv_with_fds(self.fd.as_raw_fd(), &mut chunk, &mut self.fds) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+        }
+        let mut lines = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            lines.push(line[..line.len() - 1].to_vec());
+        }
+        Some(lines)
+    }
+
+    pub fn send(&self, v: &Value) -> bool {
+        let mut bytes = v.to_string().into_bytes();
+        bytes.push(b'\n');
+        let mut off = 0;
+        while off < bytes.len() {
+            match send_with_fds(self.fd.as_raw_fd(), &bytes[off..], &[]) {
+                Ok(n) => off += n,
+                Err(e) if e.errno == libc::EAGAIN => {
+                    let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+                    unsafe { libc::poll(&mut p, 1, 1000) };
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox { containers: HashMap::new(), by_pid: HashMap::new(), shutdown: false }
+    }
+
+    /// Handles one request line from `client`; returns the answer to send back.
+    pub fn handle(&mut self, client: &mut Client, line: &[u8]) -> Value {
+        let env: Envelope = match serde_json::from_slice(line) {
+            Ok(e) => e,
+            Err(e) => return json!({ "id": null, "err": err_json(&proto_err(format!("bad request: {e}"))) }),
+        };
+        let id = env.id;
+        let op: Op = match serde_json::from_value(env.op) {
+            Ok(op) => op,
+            Err(e) => return json!({ "id": id, "err": err_json(&proto_err(format!("bad request: {e}"))) }),
+        };
+        match self.dispatch(client, op) {
+            Ok(v) => json!({ "id": id, "ok": v }),
+            Err(e) => json!({ "id": id, "err": err_json(&e) }),
+        }
+    }
+
+    fn take_fds(client: &mut Client, n: usize) -> Result<Vec<OwnedFd>> {
+        if client.fds.len() < n {
+            return Err(proto_err(format!("request announced {n} fds, {} arrived", client.fds.len())));
+        }
+        Ok(client.fds.drain(..n).collect())
+    }
+
+    fn dispatch(&mut self, client: &mut Client, op: Op) -> Result<Value> {
+        match op {
+            Op::Create { container, plan, fds } => {
+                let stdio = Self::take_fds(client, fds)?;
+                self.create(container, &plan, stdio)
+            }
+            Op::Resume { container } => self.resume(&container),
+            Op::Start { container } => self.start(&container),
+            Op::Exec { container, exec, plan, fds } => {
+                let stdio = Self::take_fds(client, fds)?;
+                self.exec(&container, exec, &plan, stdio)
+            }
+            Op::Signal { container, exec, signal } => self.signal(&container, exec.as_deref(), signal),
+            Op::State => Ok(self.state()),
+            Op::Forget { container } => self.forget(&container),
+            Op::Shutdown => {
+                self.shutdown = true;
+                Ok(json!({}))
+            }
+        }
+    }
+
+    fn create(&mut self, id: String, plan: &ContainerPlan, stdio: Vec<OwnedFd>) -> Result<Value> {
+        if self.containers.contains_key(&id) {
+            return Err(SysError::new(format!("container {id} already exists in this sandbox"), libc::EEXIST));
+        }
+        let (parent_end, child_end) = sync::pair()?;
+        // A pid namespace given by path is entered for our children only, then left.
+        let pid_ns = plan.join_namespaces.iter().find(|n| n.flag == libc::CLONE_NEWPID as u64);
+        let restore = match pid_ns {
+            Some(ns) => Some(enter_pid_ns_for_children(&ns.path).map_err(|e| e.with_field(ns.field.clone()))?),
+            None => None,
+        };
+        let forked = clone3(plan.clone_flags, None);
+        if let Some(own_ns) = restore {
+            unsafe { libc::setns(own_ns.as_raw_fd(), libc::CLONE_NEWPID) };
+        }
+        let (pid, pidfd) = match forked.map_err(|e| e.with_field("linux.namespaces"))? {
+            Forked::Child => {
+                drop(parent_end);
+                init::container_init(plan, child_end, stdio)
+            }
+            Forked::Parent { pid, pidfd } => (pid, own(pidfd)),
+        };
+        drop(child_end);
+        drop(stdio);
+        let mut process = Process { pid, pidfd, status: Status::Creating, exit_status: None };
+        let result = (|| -> Result<()> {
+            if plan.clone_flags & libc::CLONE_NEWUSER as u64 != 0 {
+                write_id_maps(pid, plan)?;
+            }
+            join_cgroups(pid, &plan.cgroup_procs)?;
+            sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid })?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            kill_and_reap(&process);
+            return Err(e);
+        }
+        self.by_pid.insert(pid, (id.clone(), None));
+        let answer = match wait_child(&parent_end) {
+            Ok(FromChild::Hooks) => json!({ "pid": pid, "stage": "hooks" }),
+            Ok(FromChild::Ready) => {
+                process.status = Status::Created;
+                json!({ "pid": pid, "stage": "created" })
+            }
+            Ok(FromChild::Error { step, errno, field }) => {
+                self.by_pid.remove(&pid);
+                kill_and_reap(&process);
+                return Err(SysError { step, errno, field });
+            }
+            Err(e) => {
+                self.by_pid.remove(&pid);
+                kill_and_reap(&process);
+                return Err(e);
+            }
+        };
+        self.containers.insert(id, Container { init: process, sync: Some(parent_end), execs: HashMap::new() });
+        Ok(answer)
+    }
+
+    fn container(&mut self, id: &str) -> Result<&mut Container> {
+        self.containers.get_mut(id).ok_or_else(|| SysError::new(format!("container {id} does not exist"), libc::ENOENT))
+    }
+
+    /// Takes a container out of the table when its setup failed half way.
+    fn abandon(&mut self, id: &str) {
+        if let Some(c) = self.containers.remove(id) {
+            self.by_pid.remove(&c.init.pid);
+            kill_and_reap(&c.init);
+        }
+    }
+
+    fn resume(&mut self, id: &str) -> Result<Value> {
+        let c = self.container(id)?;
+        if c.init.status != Status::Creating {
+            return Err(SysError::new(format!("container {id} is not waiting for hooks"), libc::EINVAL));
+        }
+        let Some(sync_fd) = c.sync.as_ref().map(|f| f.as_raw_fd()) else {
+            return Err(SysError::new(format!("container {id} lost its setup channel"), libc::EPIPE));
+        };
+        let outcome = sync::send(sync_fd, &ToChild::Continue).and_then(|_| wait_child_raw(sync_fd));
+        match outcome {
+            Ok(FromChild::Ready) => {
+                let c = self.container(id)?;
+                c.init.status = Status::Created;
+                Ok(json!({ "pid": c.init.pid, "stage": "created" }))
+            }
+            Ok(FromChild::Error { step, errno, field }) => {
+                self.abandon(id);
+                Err(SysError { step, errno, field })
+            }
+            Ok(FromChild::Hooks) => {
+                self.abandon(id);
+                Err(SysError::new("unexpected message on setup channel", libc::EPROTO))
+            }
+            Err(e) => {
+                self.abandon(id);
+                Err(e)
+            }
+        }
+    }
+
+    fn start(&mut self, id: &str) -> Result<Value> {
+        let c = self.container(id)?;
+        if c.init.status != Status::Created {
+            return Err(SysError::new(format!("container {id} is {}, not created", c.init.status.name()), libc::EINVAL));
+        }
+        let Some(sync_fd) = c.sync.take() else {
+            return Err(SysError::new(format!("container {id} lost its setup channel"), libc::EPIPE));
+        };
+        let pid = c.init.pid;
+        c.init.status = Status::Running;
+        sync::send(sync_fd.as_raw_fd(), &ToChild::Start)?;
+        // End-of-file means execve succeeded (the child's end was close-on-exec).
+        match sync::recv::<FromChild>(sync_fd.as_raw_fd()) {
+            Ok(None) => Ok(json!({ "pid": pid })),
+            Ok(Some(FromChild::Error { step, errno, field })) => Err(SysError { step, errno, field }),
+            Ok(Some(_)) => Err(SysError::new("unexpected message on setup channel", libc::EPROTO)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn exec(&mut self, id: &str, exec_id: String, plan: &ExecPlan, stdio: Vec<OwnedFd>) -> Result<Value> {
+        let c = self.container(id)?;
+        if c.execs.contains_key(&exec_id) {
+            return Err(SysError::new(format!("exec {exec_id} already exists in container {id}"), libc::EEXIST));
+        }
+        if c.init.status != Status::Running {
+            return Err(SysError::new(format!("container {id} is {}, not running", c.init.status.name()), libc::EINVAL));
+        }
+        let init_pid = c.init.pid;
+        let ns_fds = open_container_namespaces(init_pid)?;
+        let pid_ns = ns_fds.iter().position(|(flag, _)| *flag == libc::CLONE_NEWPID);
+        let (parent_end, child_end) = sync::pair()?;
+        let restore = match pid_ns {
+            Some(i) => {
+                let own_ns = open_ns_self("pid")?;
+                check(unsafe { libc::setns(ns_fds[i].1.as_raw_fd(), libc::CLONE_NEWPID) }, || "setns pid namespace of the container".into())?;
+                Some(own_ns)
+            }
+            None => None,
+        };
+        let forked = clone3(0, None);
+        if let Some(own_ns) = restore {
+            unsafe { libc::setns(own_ns.as_raw_fd(), libc::CLONE_NEWPID) };
+        }
+        let (pid, pidfd) = match forked? {
+            Forked::Child => {
+                drop(parent_end);
+                let others: Vec<(i32, OwnedFd)> = ns_fds.into_iter().filter(|(f, _)| *f != libc::CLONE_NEWPID).collect();
+                init::exec_init(&plan.process, others, child_end, stdio)
+            }
+            Forked::Parent { pid, pidfd } => (pid, own(pidfd)),
+        };
+        drop(child_end);
+        drop(stdio);
+        let process = Process { pid, pidfd, status: Status::Running, exit_status: None };
+        if let Err(e) = join_cgroups(pid, &plan.cgroup_procs).and_then(|_| sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid })) {
+            kill_and_reap(&process);
+            return Err(e);
+        }
+        match sync::recv::<FromChild>(parent_end.as_raw_fd()) {
+            Ok(None) => {}
+            Ok(Some(FromChild::Error { step, errno, field })) => {
+                kill_and_reap(&process);
+                return Err(SysError { step, errno, field: field.replace("process.", "process.") });
+            }
+            Ok(Some(_)) | Err(_) => {
+                kill_and_reap(&process);
+                return Err(SysError::new("exec setup ended unexpectedly", libc::EPROTO));
+            }
+        }
+        self.by_pid.insert(pid, (id.to_string(), Some(exec_id.clone())));
+        self.container(id)?.execs.insert(exec_id, process);
+        Ok(json!({ "pid": pid }))
+    }
+
+    fn signal(&mut self, id: &str, exec: Option<&str>, signal: i32) -> Result<Value> {
+        let c = self.container(id)?;
+        let p = match exec {
+            Some(e) => c.execs.get(e).ok_or_else(|| SysError::new(format!("exec {e} does not exist in container {id}"), libc::ENOENT))?,
+            None => &c.init,
+        };
+        if p.status == Status::Stopped {
+            return Err(SysError::new("process already finished", libc::ESRCH));
+        }
+        pidfd_send_signal(p.pidfd.as_raw_fd(), signal)?;
+        Ok(json!({}))
+    }
+
+    fn state(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        for (id, c) in &self.containers {
+            let execs: serde_json::Map<String, Value> = c.execs.iter().map(|(e, p)| (e.clone(), process_json(p))).collect();
+            let mut v = process_json(&c.init);
+            v["execs"] = Value::Object(execs);
+            out.insert(id.clone(), v);
+        }
+        json!({ "pid": std::process::id(), "containers": out })
+    }
+
+    fn forget(&mut self, id: &str) -> Result<Value> {
+        let c = self.container(id)?;
+        if c.init.status != Status::Stopped {
+            kill_and_reap(&c.init);
+        }
+        if let Some(c) = self.containers.remove(id) {
+            self.by_pid.remove(&c.init.pid);
+            for p in c.execs.values() {
+                self.by_pid.remove(&p.pid);
+            }
+        }
+        Ok(json!({}))
+    }
+
+    /// Collects every exited child; returns the exit events to broadcast.
+    pub fn reap(&mut self) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let mut status = 0;
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                continue;
+            };
+            let Some((cid, exec)) = self.by_pid.remove(&pid) else { continue };
+            if let Some(c) = self.containers.get_mut(&cid) {
+                let p = match &exec {
+                    Some(e) => c.execs.get_mut(e),
+                    None => Some(&mut c.init),
+                };
+                if let Some(p) = p {
+                    p.status = Status::Stopped;
+                    p.exit_status = Some(code);
+                }
+                if exec.is_none() {
+                    c.sync = None;
+                }
+            }
+            events.push(json!({ "event": "exit", "container": cid, "exec": exec, "pid": pid, "status": code }));
+        }
+        events
+    }
+}
+
+fn process_json(p: &Process) -> Value {
+    json!({ "pid": p.pid, "status": p.status.name(), "exitStatus": p.exit_status })
+}
+
+fn wait_child(fd: &OwnedFd) -> Result<FromChild> {
+    wait_child_raw(fd.as_raw_fd())
+}
+
+fn wait_child_raw(fd: RawFd) -> Result<FromChild> {
+    match sync::recv::<FromChild>(fd)? {
+        Some(m) => Ok(m),
+        None => Err(SysError::new("container init exited during setup", libc::ECHILD)),
+    }
+}
+
+/// Kills a process we started and collects it, so nothing is left of a failed setup.
+fn kill_and_reap(p: &Process) {
+    let _ = pidfd_send_signal(p.pidfd.as_raw_fd(), libc::SIGKILL);
+    let mut status = 0;
+    unsafe { libc::waitpid(p.pid, &mut status, 0) };
+}
+
+fn open_ns_self(kind: &str) -> Result<OwnedFd> {
+    let path = tsbox_sys::sys::cstring(&format!("/proc/self/ns/{kind}"));
+    Ok(own(check(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open /proc/self/ns/{kind}"))?))
+}
+
+fn enter_pid_ns_for_children(path: &str) -> Result<OwnedFd> {
+    let own_ns = open_ns_self("pid")?;
+    let c = tsbox_sys::sys::cstring(path);
+    let target = own(check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open {path}"))?);
+    check(unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWPID) }, || format!("setns {path}"))?;
+    Ok(own_ns)
+}
+
+/// The init's namespaces that differ from ours, user namespace first (it grants the
+/// rights to enter the others), mount namespace last (it changes root and cwd).
+fn open_container_namespaces(init_pid: i32) -> Result<Vec<(i32, OwnedFd)>> {
+    let kinds = [
+        ("user", libc::CLONE_NEWUSER),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("mnt", libc::CLONE_NEWNS),
+    ];
+    let mut out = Vec::new();
+    for (kind, flag) in kinds {
+        let theirs = format!("/proc/{init_pid}/ns/{kind}");
+        let (Ok(a), Ok(b)) = (std::fs::metadata(&theirs), std::fs::metadata(format!("/proc/self/ns/{kind}"))) else {
+            return Err(SysError::new(format!("stat {theirs}"), libc::ESRCH));
+        };
+        use std::os::unix::fs::MetadataExt;
+        if a.ino() == b.ino() && a.dev() == b.dev() {
+            continue;
+        }
+        let c = tsbox_sys::sys::cstring(&theirs);
+        let fd = own(check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open {theirs}"))?);
+        out.push((flag, fd));
+    }
+    Ok(out)
+}
+
+fn write_id_maps(pid: i32, plan: &ContainerPlan) -> Result<()> {
+    let render = |maps: &[crate::plan::IdMapping]| {
+        maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect::<String>()
+    };
+    for (file, maps, field) in [("uid_map", &plan.uid_mappings, "linux.uidMappings"), ("gid_map", &plan.gid_mappings, "linux.gidMappings")] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, render(maps))
+            .map_err(|e| SysError::new(format!("write {path}"), e.raw_os_error().unwrap_or(libc::EIO)).with_field(field))?;
+    }
+    Ok(())
+}
+
+fn join_cgroups(pid: i32, procs: &[String]) -> Result<()> {
+    for file in procs {
+        std::fs::write(file, pid.to_string())
+            .map_err(|e| SysError::new(format!("join cgroup: write {file}"), e.raw_os_error().unwrap_or(libc::EIO)).with_field("linux.cgroupsPath"))?;
+    }
+    Ok(())
+}

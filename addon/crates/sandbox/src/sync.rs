@@ -1,0 +1,76 @@
+//! The private channel between tsbox-sandbox and a process it is setting up (a
+//! SOCK_SEQPACKET socketpair: one JSON message per packet). The child's end is
+//! close-on-exec, so a successful execve shows up in the parent as end-of-file.
+
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use tsbox_sys::{check, fd::own, Result, SysError};
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub enum ToChild {
+    /// Maps are written and cgroups joined; `pid` is the child's pid as the host sees it.
+    Go { pid: i32 },
+    /// createRuntime hooks are done.
+    Continue,
+    /// Release the start gate.
+    Start,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub enum FromChild {
+    /// Paused before pivot_root so the engine can run createRuntime hooks.
+    Hooks,
+    /// Set up and waiting at the start gate.
+    Ready,
+    Error { step: String, errno: i32, field: String },
+}
+
+pub fn pair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    check(
+        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) },
+        || "socketpair for the setup channel".into(),
+    )?;
+    Ok((own(fds[0]), own(fds[1])))
+}
+
+pub fn send<T: Serialize>(fd: RawFd, msg: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(|e| SysError::new(format!("encode setup message: {e}"), libc::EINVAL))?;
+    loop {
+        let n = unsafe { libc::send(fd, bytes.as_ptr() as *const libc::c_void, bytes.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = SysError::last("send on setup channel");
+        if e.errno != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Blocks for the next message; None when the other side closed its end.
+pub fn recv<T: for<'de> Deserialize<'de>>(fd: RawFd) -> Result<Option<T>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = loop {
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = SysError::last("recv on setup channel");
+        if e.errno != libc::EINTR {
+            return Err(e);
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    serde_json::from_slice(&buf[..n])
+        .map(Some)
+        .map_err(|e| SysError::new(format!("decode setup message: {e}"), libc::EPROTO))
+}
+
+pub fn report(fd: &OwnedFd, e: &SysError) {
+    let _ = send(fd.as_raw_fd(), &FromChild::Error { step: e.step.clone(), errno: e.errno, field: e.field.clone() });
+}

@@ -1,0 +1,120 @@
+//! Thin wrappers over the syscalls libc does not wrap (or wraps awkwardly).
+
+use crate::{check, Result};
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+pub fn cstring(s: &str) -> CString {
+    // Interior NULs cannot come from JSON strings we validated; replace rather than panic.
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+pub const CLONE_PIDFD: u64 = 0x1000;
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+pub enum Forked {
+    Child,
+    Parent { pid: i32, pidfd: RawFd },
+}
+
+/// clone3 without CLONE_VM: a fork that can enter new namespaces and hands back a pidfd.
+/// Only for single-threaded callers (tsbox-sandbox): the child continues on a copy of the
+/// whole address space.
+pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags | CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    let pid = check(ret, || format!("clone3 flags={:#x}", args.flags))?;
+    if pid == 0 {
+        Ok(Forked::Child)
+    } else {
+        Ok(Forked::Parent { pid: pid as i32, pidfd })
+    }
+}
+
+pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> Result<()> {
+    let ret = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    check(ret, || format!("pidfd_send_signal {sig}"))?;
+    Ok(())
+}
+
+pub fn pidfd_open(pid: i32) -> Result<RawFd> {
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    Ok(check(ret, || format!("pidfd_open {pid}"))? as RawFd)
+}
+
+pub fn pivot_root(new_root: &str, put_old: &str) -> Result<()> {
+    let (a, b) = (cstring(new_root), cstring(put_old));
+    let ret = unsafe { libc::syscall(libc::SYS_pivot_root, a.as_ptr(), b.as_ptr()) };
+    check(ret, || format!("pivot_root {new_root}"))?;
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Sets this thread's effective, permitted and inheritable capability sets.
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<()> {
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let data = [
+        CapData { effective: effective as u32, permitted: permitted as u32, inheritable: inheritable as u32 },
+        CapData {
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: (inheritable >> 32) as u32,
+        },
+    ];
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    check(ret, || "capset".into())?;
+    Ok(())
+}
+
+/// The highest capability number this kernel knows.
+pub fn cap_last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}

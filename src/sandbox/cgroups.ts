@@ -1,0 +1,346 @@
+/**
+ * cgroups: one manager, two drivers. v1 (a hierarchy per controller, as on the rig's
+ * hybrid host) and v2 (unified). The host is probed once from /proc/self/mountinfo; a
+ * hybrid host uses v1 for the controllers mounted there. Pure parts (parsing, path
+ * resolution, resource → file writes) are exported for unit tests; `Cgroup` does the I/O.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Resources } from '../oci/spec';
+import type { CgroupView } from '../oci/plan';
+import { EngineError } from './errors';
+
+export interface Hierarchy {
+  version: 1 | 2;
+  mountpoint: string;
+  /** v1 controllers of this hierarchy ("name=systemd" for named ones); v2: "" */
+  controllers: string[];
+}
+
+/** cgroup mounts from /proc/self/mountinfo text. */
+export function parseMountinfo(text: string): Hierarchy[] {
+  const out: Hierarchy[] = [];
+  for (const line of text.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const left = line.slice(0, sep).split(' ');
+    const [fstype, , superOpts = ''] = line.slice(sep + 3).split(' ');
+    const mountpoint = left[4];
+    if (fstype === 'cgroup2') out.push({ version: 2, mountpoint, controllers: [] });
+    else if (fstype === 'cgroup') {
+      const controllers = superOpts.split(',').filter((o) => o !== 'rw' && o !== 'ro' && !o.startsWith('release_agent') && o !== 'clone_children' && o !== 'noprefix' && o !== 'xattr');
+      out.push({ version: 1, mountpoint, controllers });
+    }
+  }
+  return out;
+}
+
+/**
+ * The cgroupfs path for a spec's cgroupsPath. The systemd form "slice:prefix:name" is
+ * translated the way runc's systemd driver names things ("a-b.slice" nests under
+ * "a.slice"); tsbox writes cgroupfs itself and never talks to systemd.
+ */
+export function resolveCgroupsPath(cgroupsPath: string | undefined, id: string, ownCgroup = '/'): string {
+  if (!cgroupsPath) return `/tsbox/${id}`;
+  const parts = cgroupsPath.split(':');
+  if (parts.length === 3 && !cgroupsPath.startsWith('/')) {
+    const [slice, prefix, name] = parts;
+    const unit = name.endsWith('.slice') ? name : `${prefix ? `${prefix}-` : ''}${name}.scope`;
+    return path.posix.join(expandSlice(slice || 'system.slice'), unit);
+  }
+  if (cgroupsPath.split('/').includes('..')) {
+    throw EngineError.invalidArgument(`linux.cgroupsPath: ".." is not allowed in "${cgroupsPath}"`, 'linux.cgroupsPath');
+  }
+  return cgroupsPath.startsWith('/') ? path.posix.normalize(cgroupsPath) : path.posix.join(ownCgroup, cgroupsPath);
+}
+
+/** "a-b-c.slice" → "/a.slice/a-b.slice/a-b-c.slice"; "-.slice" is the root. */
+export function expandSlice(slice: string): string {
+  if (!slice.endsWith('.slice')) throw EngineError.invalidArgument(`linux.cgroupsPath: "${slice}" is not a systemd slice`, 'linux.cgroupsPath');
+  const base = slice.slice(0, -'.slice'.length);
+  if (base === '-' || base === '') return '/';
+  const words = base.split('-');
+  if (words.some((w) => w === '')) throw EngineError.invalidArgument(`linux.cgroupsPath: invalid slice "${slice}"`, 'linux.cgroupsPath');
+  let acc = '';
+  let out = '';
+  for (const w of words) {
+    acc = acc ? `${acc}-${w}` : w;
+    out += `/${acc}.slice`;
+  }
+  return out;
+}
+
+export interface CgroupWrite {
+  /** v1 controller the file belongs to; "" on v2. */
+  controller: string;
+  file: string;
+  value: string;
+  field: string;
+}
+
+/** The v1 devices every container may use whatever its spec says (runc's list). */
+const V1_DEFAULT_DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm', 'c 10:200 rwm'];
+
+function num(v: number): string {
+  return String(Math.trunc(v));
+}
+
+/** linux.resources → v1 file writes, in an order the kernel accepts on a fresh cgroup. */
+export function v1Writes(r: Resources | undefined): CgroupWrite[] {
+  const w: CgroupWrite[] = [];
+  if (!r) r = {};
+  const add = (controller: string, file: string, value: string, field: string) => w.push({ controller, file, value, field });
+  const m = r.memory;
+  if (m) {
+    if (m.limit !== undefined) add('memory', 'memory.limit_in_bytes', num(m.limit), 'linux.resources.memory.limit');
+    if (m.swap !== undefined) add('memory', 'memory.memsw.limit_in_bytes', num(m.swap), 'linux.resources.memory.swap');
+    if (m.reservation !== undefined) add('memory', 'memory.soft_limit_in_bytes', num(m.reservation), 'linux.resources.memory.reservation');
+    if (m.swappiness !== undefined && m.swappiness <= 100) add('memory', 'memory.swappiness', num(m.swappiness), 'linux.resources.memory.swappiness');
+    if (m.disableOOMKiller) add('memory', 'memory.oom_control', '1', 'linux.resources.memory.disableOOMKiller');
+  }
+  const c = r.cpu;
+  if (c) {
+    if (c.shares !== undefined && c.shares !== 0) add('cpu', 'cpu.shares', num(c.shares), 'linux.resources.cpu.shares');
+    if (c.period !== undefined && c.period !== 0) add('cpu', 'cpu.cfs_period_us', num(c.period), 'linux.resources.cpu.period');
+    if (c.quota !== undefined && c.quota !== 0) add('cpu', 'cpu.cfs_quota_us', num(c.quota), 'linux.resources.cpu.quota');
+    if (c.cpus) add('cpuset', 'cpuset.cpus', c.cpus, 'linux.resources.cpu.cpus');
+    if (c.mems) add('cpuset', 'cpuset.mems', c.mems, 'linux.resources.cpu.mems');
+  }
+  if (r.pids && r.pids.limit !== undefined && r.pids.limit !== 0) {
+    add('pids', 'pids.max', r.pids.limit > 0 ? num(r.pids.limit) : 'max', 'linux.resources.pids.limit');
+  }
+  if (r.blockIO?.weight) add('blkio', 'blkio.weight', num(r.blockIO.weight), 'linux.resources.blockIO.weight');
+  (r.hugepageLimits ?? []).forEach((h, i) =>
+    add('hugetlb', `hugetlb.${h.pageSize}.limit_in_bytes`, num(h.limit), `linux.resources.hugepageLimits[${i}]`),
+  );
+  if (r.devices) {
+    add('devices', 'devices.deny', 'a', 'linux.resources.devices');
+    r.devices.forEach((d, i) => {
+      const rule = `${d.type ?? 'a'} ${d.major ?? '*'}:${d.minor ?? '*'} ${d.access ?? 'rwm'}`;
+      add('devices', d.allow ? 'devices.allow' : 'devices.deny', rule, `linux.resources.devices[${i}]`);
+    });
+    for (const rule of V1_DEFAULT_DEVICE_RULES) add('devices', 'devices.allow', rule, 'linux.resources.devices');
+  }
+  return w;
+}
+
+/** cpu.shares (2..262144) → cpu.weight (1..10000), the conversion runc and the kernel docs use. */
+export function sharesToWeight(shares: number): number {
+  return Math.trunc(1 + ((shares - 2) * 9999) / 262142);
+}
+
+/** blkio.weight (10..1000) → io.weight (1..10000). */
+export function blkioToIoWeight(weight: number): number {
+  return Math.trunc(1 + ((weight - 10) * 9999) / 990);
+}
+
+/** linux.resources → v2 file writes. Device rules need eBPF on v2 and are not enforced. */
+export function v2Writes(r: Resources | undefined): CgroupWrite[] {
+  const w: CgroupWrite[] = [];
+  if (!r) return w;
+  const add = (file: string, value: string, field: string) => w.push({ controller: '', file, value, field });
+  const m = r.memory;
+  if (m) {
+    if (m.limit !== undefined) add('memory.max', m.limit > 0 ? num(m.limit) : 'max', 'linux.resources.memory.limit');
+    if (m.reservation !== undefined) add('memory.low', num(m.reservation), 'linux.resources.memory.reservation');
+    if (m.swap !== undefined) {
+      // v1's swap limit counts memory + swap; v2 limits swap alone.
+      const swap = m.swap < 0 ? 'max' : num(Math.max(0, m.swap - (m.limit ?? 0)));
+      add('memory.swap.max', swap, 'linux.resources.memory.swap');
+    }
+  }
+  const c = r.cpu;
+  if (c) {
+    if (c.shares) add('cpu.weight', num(sharesToWeight(c.shares)), 'linux.resources.cpu.shares');
+    if (c.quota !== undefined || c.period !== undefined) {
+      const quota = c.quota !== undefined && c.quota > 0 ? num(c.quota) : 'max';
+      add('cpu.max', `${quota} ${num(c.period || 100000)}`, 'linux.resources.cpu.quota');
+    }
+    if (c.cpus) add('cpuset.cpus', c.cpus, 'linux.resources.cpu.cpus');
+    if (c.mems) add('cpuset.mems', c.mems, 'linux.resources.cpu.mems');
+  }
+  if (r.pids && r.pids.limit !== undefined && r.pids.limit !== 0) add('pids.max', r.pids.limit > 0 ? num(r.pids.limit) : 'max', 'linux.resources.pids.limit');
+  if (r.blockIO?.weight) add('io.weight', `default ${blkioToIoWeight(r.blockIO.weight)}`, 'linux.resources.blockIO.weight');
+  (r.hugepageLimits ?? []).forEach((h, i) => add(`hugetlb.${h.pageSize}.max`, num(h.limit), `linux.resources.hugepageLimits[${i}]`));
+  for (const [file, value] of Object.entries(r.unified ?? {})) {
+    if (file.includes('/')) throw EngineError.invalidArgument(`linux.resources.unified: invalid key "${file}"`, 'linux.resources.unified');
+    add(file, value, `linux.resources.unified.${file}`);
+  }
+  return w;
+}
+
+/** A container's cgroup directories, one per hierarchy it is in. */
+export interface CgroupRecord {
+  path: string;
+  version: 1 | 2;
+  /** Every directory of this cgroup (one per hierarchy). */
+  dirs: { hierarchy: string; name: string; dir: string }[];
+  /** Directories tsbox created (parents included), deepest last. */
+  created: string[];
+}
+
+function writeFile(file: string, value: string, field: string): void {
+  try {
+    fs.writeFileSync(file, value);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new EngineError(err.code === 'ENOENT' ? 'InvalidArgument' : 'Internal', `${field}: write ${value} to ${file}: ${err.code}`, {
+      step: `write ${file}`,
+      errno: err.code,
+      field,
+    });
+  }
+}
+
+export class CgroupManager {
+  constructor(readonly hierarchies: Hierarchy[]) {}
+
+  static probe(): CgroupManager {
+    return new CgroupManager(parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8')));
+  }
+
+  /** v1 when any v1 controller hierarchy is mounted (hybrid hosts), else v2. */
+  get version(): 1 | 2 {
+    return this.hierarchies.some((h) => h.version === 1 && h.controllers.some((c) => !c.startsWith('name='))) ? 1 : 2;
+  }
+
+  /** The hierarchies a container joins: v1 all v1 hierarchies (named ones too); v2 the unified one. */
+  private targets(): { h: Hierarchy; name: string }[] {
+    if (this.version === 2) {
+      const h = this.hierarchies.find((x) => x.version === 2);
+      return h ? [{ h, name: '' }] : [];
+    }
+    const seen = new Set<string>();
+    const out: { h: Hierarchy; name: string }[] = [];
+    for (const h of this.hierarchies) {
+      if (h.version !== 1 || seen.has(h.mountpoint)) continue;
+      seen.add(h.mountpoint);
+      out.push({ h, name: path.basename(h.mountpoint) });
+    }
+    return out;
+  }
+
+  /** Creates the container's cgroup everywhere and applies the spec's limits. */
+  create(cgroupPath: string, resources: Resources | undefined): CgroupRecord {
+    const rec: CgroupRecord = { path: cgroupPath, version: this.version, dirs: [], created: [] };
+    try {
+      for (const { h, name } of this.targets()) {
+        const dir = path.join(h.mountpoint, cgroupPath);
+        this.mkdirs(h, dir, rec);
+        rec.dirs.push({ hierarchy: h.mountpoint, name, dir });
+      }
+      this.apply(rec, resources);
+      return rec;
+    } catch (e) {
+      void this.remove(rec);
+      throw e;
+    }
+  }
+
+  private mkdirs(h: Hierarchy, dir: string, rec: CgroupRecord): void {
+    const rel = path.relative(h.mountpoint, dir).split('/').filter(Boolean);
+    let cur = h.mountpoint;
+    for (const part of rel) {
+      const parent = cur;
+      cur = path.join(cur, part);
+      try {
+        fs.mkdirSync(cur);
+        rec.created.push(cur);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new EngineError('Internal', `linux.cgroupsPath: mkdir ${cur}: ${(e as NodeJS.ErrnoException).code}`, {
+            step: `mkdir ${cur}`,
+            errno: (e as NodeJS.ErrnoException).code,
+            field: 'linux.cgroupsPath',
+          });
+        }
+      }
+      if (h.version === 1 && h.controllers.includes('cpuset')) {
+        // A new v1 cpuset starts empty and nothing can join it: inherit the parent's.
+        for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+          const mine = path.join(cur, f);
+          if (fs.readFileSync(mine, 'utf8').trim() === '') writeFile(mine, fs.readFileSync(path.join(parent, f), 'utf8').trim(), 'linux.cgroupsPath');
+        }
+      }
+      if (h.version === 2 && cur !== dir) {
+        // Delegate the controllers the parent has down to the next level.
+        const avail = fs.readFileSync(path.join(cur, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
+        if (avail.length) {
+          try {
+            fs.writeFileSync(path.join(cur, 'cgroup.subtree_control'), avail.map((c) => `+${c}`).join(' '));
+          } catch {
+            // Not fatal: the limits that need a missing controller fail with a clear error.
+          }
+        }
+      }
+    }
+  }
+
+  /** Writes limits (create and, later, Update). */
+  apply(rec: CgroupRecord, resources: Resources | undefined): void {
+    if (rec.version === 2) {
+      const dir = rec.dirs[0]?.dir;
+      if (!dir) return;
+      for (const w of v2Writes(resources)) writeFile(path.join(dir, w.file), w.value, w.field);
+      return;
+    }
+    for (const w of v1Writes(resources)) {
+      const target = rec.dirs.find((d) => this.hierarchies.find((h) => h.mountpoint === d.hierarchy)?.controllers.includes(w.controller));
+      if (!target) {
+        if (w.controller === 'memory' && w.file === 'memory.memsw.limit_in_bytes') continue;
+        throw EngineError.invalidArgument(`${w.field}: the ${w.controller} cgroup controller is not mounted`, w.field);
+      }
+      const file = path.join(target.dir, w.file);
+      if (w.file === 'memory.memsw.limit_in_bytes' && !fs.existsSync(file)) continue; // no swap accounting
+      writeFile(file, w.value, w.field);
+    }
+  }
+
+  procsFiles(rec: CgroupRecord): string[] {
+    return rec.dirs.map((d) => path.join(d.dir, 'cgroup.procs'));
+  }
+
+  views(rec: CgroupRecord): CgroupView[] {
+    return rec.dirs.map((d) => ({ name: d.name, hostDir: d.dir }));
+  }
+
+  /** Pids in the container's cgroup (from the first hierarchy: every process joins all). */
+  pids(rec: CgroupRecord): number[] {
+    const first = rec.dirs[0];
+    if (!first) return [];
+    try {
+      return fs
+        .readFileSync(path.join(first.dir, 'cgroup.procs'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Removes what create made; a directory still busy (processes exiting) is retried. */
+  async remove(rec: CgroupRecord): Promise<string[]> {
+    const left: string[] = [];
+    for (const dir of [...rec.created].reverse()) {
+      if (!(await rmdirRetry(dir))) left.push(dir);
+    }
+    return left;
+  }
+}
+
+/** rmdir, retried while the kernel still counts exiting tasks in the cgroup (EBUSY). */
+async function rmdirRetry(dir: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    try {
+      fs.rmdirSync(dir);
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return true;
+      if (code !== 'EBUSY') return false; // ENOTEMPTY: another container's cgroup lives below
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  return false;
+}

@@ -1,0 +1,420 @@
+/**
+ * The sandbox engine: OCI bundles in, Linux containers out. It owns the metadata store,
+ * cgroups and the runtime-namespace hooks, and drives one tsbox-sandbox process per
+ * container through its control socket. Every public method is safe to call from a fresh
+ * process (the `tsbox` CLI is one process per command): state lives on disk and in the
+ * sandbox process, never only in memory.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+import type { Process, Spec, State } from '../oci/spec';
+import { planContainer, planProcess, PlanError } from '../oci/plan';
+import { CgroupManager, resolveCgroupsPath } from './cgroups';
+import { EngineError } from './errors';
+import { runHooks } from './hooks';
+import { validateId } from './ids';
+import { SandboxConnection, SandboxState, ExitEvent } from './sandbox-process';
+import { ContainerRecord, procStartTime, sameProcess, Store } from './store';
+import { require as requireStatus, transition } from './status';
+
+export interface Logger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+const SILENT: Logger = { warn: () => undefined, info: () => undefined };
+
+export interface EngineOptions {
+  /** State root; one directory per container below it. */
+  root: string;
+  logger?: Logger;
+  sandboxBinary?: string;
+  cgroups?: CgroupManager;
+}
+
+export interface CreateOptions {
+  /** stdin, stdout, stderr for the init; or one pty slave when the spec asks for a terminal. */
+  stdio?: number[];
+  /** Written last, when the container is created (containerd reads it as "create done"). */
+  pidFile?: string;
+}
+
+export interface ExecOptions {
+  stdio?: number[];
+  pidFile?: string;
+}
+
+/** Undo steps of a half-done create, run in reverse unless the create succeeds. */
+class Rollback {
+  private steps: (() => Promise<void> | void)[] = [];
+  add(step: () => Promise<void> | void): void {
+    this.steps.push(step);
+  }
+  release(): void {
+    this.steps = [];
+  }
+  async run(): Promise<void> {
+    for (const step of this.steps.reverse()) {
+      try {
+        await step();
+      } catch {
+        // Best effort: keep undoing the rest.
+      }
+    }
+    this.steps = [];
+  }
+}
+
+function planFailure(e: unknown): unknown {
+  if (e instanceof PlanError) return new EngineError('InvalidArgument', e.message, { field: e.field });
+  return e;
+}
+
+export class Engine {
+  readonly store: Store;
+  private readonly log: Logger;
+  private readonly cgroups: CgroupManager;
+
+  constructor(private readonly opts: EngineOptions) {
+    this.store = new Store(opts.root);
+    this.log = opts.logger ?? SILENT;
+    this.cgroups = opts.cgroups ?? CgroupManager.probe();
+  }
+
+  private readSpec(bundle: string): Spec {
+    const file = path.join(bundle, 'config.json');
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new EngineError('InvalidArgument', `read ${file}: ${(e as NodeJS.ErrnoException).code}`, { field: 'config.json' });
+    }
+    try {
+      return JSON.parse(text) as Spec;
+    } catch (e) {
+      throw new EngineError('InvalidArgument', `${file} is not valid JSON: ${(e as Error).message}`, { field: 'config.json' });
+    }
+  }
+
+  private state(rec: ContainerRecord): State {
+    return { ociVersion: rec.ociVersion, id: rec.id, status: rec.status, pid: rec.pid || undefined, bundle: rec.bundle, annotations: rec.annotations };
+  }
+
+  async create(id: string, bundleIn: string, opts: CreateOptions = {}): Promise<ContainerRecord> {
+    validateId(id);
+    const bundle = path.resolve(bundleIn);
+    const spec = this.readSpec(bundle);
+    const rootfs = spec.root?.path ? path.resolve(bundle, spec.root.path) : '';
+    if (!rootfs || !fs.existsSync(rootfs)) {
+      throw new EngineError('InvalidArgument', `root.path: rootfs ${rootfs || '(none)'} does not exist`, { field: 'root.path', errno: 'ENOENT' });
+    }
+    const dir = this.store.claim(id);
+    const undo = new Rollback();
+    undo.add(() => this.store.remove(id));
+    try {
+      return await this.store.locked(id, async () => {
+        const cgroupPath = resolveCgroupsPath(spec.linux?.cgroupsPath, id);
+        const cgroup = this.cgroups.create(cgroupPath, spec.linux?.resources);
+        undo.add(async () => {
+          for (const pid of this.cgroups.pids(cgroup)) killQuietly(pid);
+          await this.cgroups.remove(cgroup);
+        });
+        const plan = (() => {
+          try {
+            return planContainer(spec, {
+              id,
+              bundle,
+              cgroupProcs: this.cgroups.procsFiles(cgroup),
+              cgroupViews: this.cgroups.views(cgroup),
+              cgroupVersion: cgroup.version,
+            });
+          } catch (e) {
+            throw planFailure(e);
+          }
+        })();
+
+        const socket = path.join(dir, 'sandbox.sock');
+        const sandboxPid = await SandboxConnection.spawn(socket, path.join(dir, 'sandbox.log'), this.opts.sandboxBinary);
+        const conn = SandboxConnection.connect(socket);
+        undo.add(async () => {
+          await conn.request({ op: 'shutdown' }).catch(() => killQuietly(sandboxPid));
+          conn.close();
+        });
+        const rec: ContainerRecord = {
+          id,
+          bundle,
+          status: 'creating',
+          pid: 0,
+          pidStartTime: null,
+          sandboxPid,
+          sandboxStartTime: procStartTime(sandboxPid),
+          socket,
+          createdAt: new Date().toISOString(),
+          owner: String(process.getuid?.() ?? 0),
+          ociVersion: spec.ociVersion,
+          annotations: spec.annotations ?? {},
+          cgroup,
+          exitStatus: null,
+          exitedAt: null,
+        };
+        const res = await conn.request<{ pid: number; stage: 'hooks' | 'created' }>({ op: 'create', container: id, plan }, opts.stdio ?? []);
+        rec.pid = res.pid;
+        rec.pidStartTime = procStartTime(res.pid);
+        if (res.stage === 'hooks') {
+          const state = this.state(rec);
+          await runHooks('prestart', spec.hooks?.prestart, state);
+          await runHooks('createRuntime', spec.hooks?.createRuntime, state);
+          await conn.request({ op: 'resume', container: id });
+        }
+        rec.status = transition(id, rec.status, 'created', 'create');
+        this.store.write(rec);
+        if (opts.pidFile) writePidFile(opts.pidFile, rec.pid);
+        undo.release();
+        conn.close();
+        return rec;
+      });
+    } catch (e) {
+      await undo.run();
+      throw e;
+    }
+  }
+
+  /** Reads a container's record and brings its status up to date with reality. */
+  async load(id: string): Promise<ContainerRecord> {
+    const rec = this.store.read(id);
+    if (rec.status === 'stopped') return rec;
+    const fresh = await this.querySandbox(rec);
+    if (fresh) return fresh;
+    return rec;
+  }
+
+  /**
+   * Asks the sandbox for the init's status. A sandbox that is gone (not the same process
+   * any more) means the container is stopped: nobody can be running it.
+   */
+  private async querySandbox(rec: ContainerRecord): Promise<ContainerRecord | null> {
+    if (!sameProcess(rec.sandboxPid, rec.sandboxStartTime)) {
+      return this.markStopped(rec, null);
+    }
+    let conn: SandboxConnection;
+    try {
+      conn = SandboxConnection.connect(rec.socket);
+    } catch {
+      return this.markStopped(rec, null);
+    }
+    try {
+      const st = await conn.request<SandboxState>({ op: 'state' });
+      const c = st.containers[rec.id];
+      if (!c) return this.markStopped(rec, null);
+      if (c.status === 'stopped') return this.markStopped(rec, c.exitStatus);
+      return rec;
+    } finally {
+      conn.close();
+    }
+  }
+
+  private markStopped(rec: ContainerRecord, exitStatus: number | null): ContainerRecord {
+    if (rec.status === 'stopped') return rec;
+    rec.status = 'stopped';
+    rec.exitStatus = exitStatus ?? 255;
+    rec.exitedAt = new Date().toISOString();
+    try {
+      this.store.write(rec);
+    } catch {
+      // Reading state must not fail because the directory is read-only or going away.
+    }
+    return rec;
+  }
+
+  async start(id: string): Promise<ContainerRecord> {
+    return this.store.locked(id, async () => {
+      const rec = await this.load(id);
+      requireStatus(id, rec.status, ['created'], 'start');
+      const spec = this.readSpec(rec.bundle);
+      const conn = SandboxConnection.connect(rec.socket);
+      try {
+        await conn.request({ op: 'start', container: id });
+      } finally {
+        conn.close();
+      }
+      rec.status = transition(id, rec.status, 'running', 'start');
+      this.store.write(rec);
+      await runHooks('poststart', spec.hooks?.poststart, this.state(rec)).catch((e: Error) =>
+        this.log.warn({ id, err: e.message }, 'poststart hook failed'),
+      );
+      return rec;
+    });
+  }
+
+  async ociState(id: string): Promise<State & { rootfs?: string; created: string; owner: string }> {
+    const rec = await this.load(id);
+    return { ...this.state(rec), created: rec.createdAt, owner: rec.owner };
+  }
+
+  async list(): Promise<ContainerRecord[]> {
+    const out: ContainerRecord[] = [];
+    for (const id of this.store.list()) {
+      try {
+        out.push(await this.load(id));
+      } catch {
+        // A container being deleted right now is simply not listed.
+      }
+    }
+    return out;
+  }
+
+  async kill(id: string, signal: number, all = false): Promise<void> {
+    const rec = await this.load(id);
+    requireStatus(id, rec.status, ['created', 'running', 'paused'], 'kill');
+    if (all && rec.cgroup) {
+      for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid, signal);
+    }
+    const conn = SandboxConnection.connect(rec.socket);
+    try {
+      await conn.request({ op: 'signal', container: id, signal });
+    } catch (e) {
+      if (!all) throw e;
+    } finally {
+      conn.close();
+    }
+  }
+
+  /** Resolves with the init's exit status once it has exited. */
+  async wait(id: string): Promise<number> {
+    const rec = this.store.read(id);
+    if (rec.status === 'stopped') return rec.exitStatus ?? 255;
+    if (!sameProcess(rec.sandboxPid, rec.sandboxStartTime)) return (await this.load(id)).exitStatus ?? 255;
+    const conn = SandboxConnection.connect(rec.socket);
+    try {
+      const exited = new Promise<number>((resolve) => {
+        conn.on('exit', (ev: ExitEvent) => {
+          if (ev.container === id && ev.exec === null) resolve(ev.status);
+        });
+        conn.on('close', () => resolve(255));
+      });
+      // Subscribed first, then asked: an exit between the two is not lost.
+      const st = await conn.request<SandboxState>({ op: 'state' });
+      const c = st.containers[id];
+      if (!c) return 255;
+      if (c.status === 'stopped') return c.exitStatus ?? 255;
+      return await exited;
+    } finally {
+      conn.close();
+    }
+  }
+
+  async ps(id: string): Promise<number[]> {
+    const rec = await this.load(id);
+    return rec.cgroup ? this.cgroups.pids(rec.cgroup) : [];
+  }
+
+  async exec(id: string, process: Process, opts: ExecOptions = {}): Promise<{ execId: string; pid: number; conn: SandboxConnection }> {
+    const rec = await this.load(id);
+    requireStatus(id, rec.status, ['running'], 'exec in');
+    const spec = this.readSpec(rec.bundle);
+    let processPlan;
+    try {
+      processPlan = planProcess(process, spec.linux?.seccomp);
+    } catch (e) {
+      throw planFailure(e);
+    }
+    const execId = `exec-${crypto.randomBytes(6).toString('hex')}`;
+    const conn = SandboxConnection.connect(rec.socket);
+    try {
+      const res = await conn.request<{ pid: number }>(
+        { op: 'exec', container: id, exec: execId, plan: { cgroupProcs: rec.cgroup ? this.cgroups.procsFiles(rec.cgroup) : [], process: processPlan } },
+        opts.stdio ?? [],
+      );
+      if (opts.pidFile) writePidFile(opts.pidFile, res.pid);
+      return { execId, pid: res.pid, conn };
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+  }
+
+  /** Waits for an exec's exit on the connection `exec` returned. */
+  waitExec(id: string, execId: string, conn: SandboxConnection): Promise<number> {
+    return new Promise<number>((resolve) => {
+      conn.on('exit', (ev: ExitEvent) => {
+        if (ev.container === id && ev.exec === execId) resolve(ev.status);
+      });
+      conn.on('close', () => resolve(255));
+      void conn.request<SandboxState>({ op: 'state' }).then((st) => {
+        const e = st.containers[id]?.execs[execId];
+        if (e?.status === 'stopped') resolve(e.exitStatus ?? 255);
+      }, () => resolve(255));
+    });
+  }
+
+  async delete(id: string, force = false): Promise<void> {
+    validateId(id);
+    await this.store.locked(id, async () => {
+      let rec: ContainerRecord;
+      try {
+        rec = await this.load(id);
+      } catch (e) {
+        if (e instanceof EngineError && e.kind === 'NotFound') throw e;
+        // Unreadable metadata: nothing more we can do than remove it.
+        this.store.remove(id);
+        return;
+      }
+      if (rec.status === 'running' || rec.status === 'paused') {
+        if (!force) throw EngineError.failedPrecondition(`cannot delete container ${id}: it is ${rec.status} (use force)`);
+      }
+      await this.teardown(rec);
+    });
+    this.store.remove(id);
+  }
+
+  /** Stops everything of a container and removes its sandbox and cgroup. */
+  private async teardown(rec: ContainerRecord): Promise<void> {
+    if (sameProcess(rec.sandboxPid, rec.sandboxStartTime)) {
+      try {
+        const conn = SandboxConnection.connect(rec.socket);
+        try {
+          if (rec.cgroup) for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid);
+          await conn.request({ op: 'forget', container: rec.id }).catch(() => undefined);
+          await conn.request({ op: 'shutdown' }).catch(() => undefined);
+        } finally {
+          conn.close();
+        }
+      } catch {
+        killQuietly(rec.sandboxPid);
+      }
+    }
+    if (rec.cgroup) {
+      for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid);
+      const left = await this.cgroups.remove(rec.cgroup);
+      if (left.length) this.log.warn({ id: rec.id, left }, 'cgroup directories could not be removed');
+    }
+    if (rec.status !== 'creating') {
+      const spec = (() => {
+        try {
+          return this.readSpec(rec.bundle);
+        } catch {
+          return null;
+        }
+      })();
+      const state = { ...this.state(rec), status: 'stopped' as const };
+      await runHooks('poststop', spec?.hooks?.poststop, state).catch((e: Error) =>
+        this.log.warn({ id: rec.id, err: e.message }, 'poststop hook failed'),
+      );
+    }
+  }
+}
+
+function killQuietly(pid: number, signal: number | NodeJS.Signals = 'SIGKILL'): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function writePidFile(file: string, pid: number): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, String(pid));
+  fs.renameSync(tmp, file);
+}

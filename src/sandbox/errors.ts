@@ -1,0 +1,39 @@
+/**
+ * One error type through the engine (crun's habit): what kind of failure it is (so the
+ * shim can map it to containerd's error classes), the failing step, the errno, and the
+ * spec field that asked for it.
+ */
+
+export type ErrorKind = 'NotFound' | 'AlreadyExists' | 'FailedPrecondition' | 'InvalidArgument' | 'Unavailable' | 'Internal';
+
+export class EngineError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    readonly detail: { step?: string; errno?: string; field?: string } = {},
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+
+  static notFound(message: string): EngineError {
+    return new EngineError('NotFound', message);
+  }
+  static alreadyExists(message: string): EngineError {
+    return new EngineError('AlreadyExists', message);
+  }
+  static failedPrecondition(message: string): EngineError {
+    return new EngineError('FailedPrecondition', message);
+  }
+  static invalidArgument(message: string, field?: string): EngineError {
+    return new EngineError('InvalidArgument', message, { field });
+  }
+}
+
+/** Wraps an unknown failure with what we were doing, keeping an EngineError's kind. */
+export function wrap(err: unknown, doing: string): EngineError {
+  if (err instanceof EngineError) return new EngineError(err.kind, `${doing}: ${err.message}`, err.detail);
+  const e = err as NodeJS.ErrnoException;
+  const kind = e?.code === 'ENOENT' ? 'NotFound' : 'Internal';
+  return new EngineError(kind, `${doing}: ${e?.message ?? String(err)}`, { errno: e?.code });
+}

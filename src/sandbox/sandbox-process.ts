@@ -1,0 +1,174 @@
+/**
+ * The Node end of a tsbox-sandbox control socket. Requests are JSON lines answered in
+ * order (the sandbox handles one at a time); container stdio fds ride along as
+ * SCM_RIGHTS through the addon, since Node cannot attach fds to a socket write. Exit
+ * events arrive on the same socket and are emitted as 'exit'.
+ */
+import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { native, SANDBOX_BINARY } from '../native/addon';
+import { EngineError } from './errors';
+
+export interface ExitEvent {
+  container: string;
+  exec: string | null;
+  pid: number;
+  status: number;
+}
+
+export interface ProcessState {
+  pid: number;
+  status: 'creating' | 'created' | 'running' | 'stopped';
+  exitStatus: number | null;
+}
+
+export interface SandboxState {
+  pid: number;
+  containers: Record<string, ProcessState & { execs: Record<string, ProcessState> }>;
+}
+
+interface WireError {
+  step: string;
+  errno: number;
+  errnoName: string;
+  field: string;
+  message: string;
+}
+
+type Pending = { resolve(v: unknown): void; reject(e: Error): void };
+
+export function sandboxError(e: WireError): EngineError {
+  const kind =
+    e.errnoName === 'EEXIST' ? 'AlreadyExists' : e.errnoName === 'ENOENT' && !e.field ? 'NotFound' : e.errnoName === 'ESRCH' ? 'NotFound' : 'FailedPrecondition';
+  return new EngineError(kind, e.message, { step: e.step, errno: e.errnoName === 'errno' ? String(e.errno) : e.errnoName, field: e.field || undefined });
+}
+
+export class SandboxConnection extends EventEmitter {
+  private readonly sock: net.Socket;
+  private readonly fd: number;
+  private nextId = 1;
+  private buffered = '';
+  private readonly pending = new Map<number, Pending>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(fd: number) {
+    super();
+    this.fd = fd;
+    this.sock = new net.Socket({ fd, readable: true, writable: true });
+    this.sock.on('data', (c: Buffer) => this.onData(c));
+    this.sock.on('error', () => undefined);
+    this.sock.on('close', () => this.onClose());
+  }
+
+  /** Connects to a running sandbox; Unavailable when nothing listens there. */
+  static connect(socketPath: string): SandboxConnection {
+    try {
+      return new SandboxConnection(native.unixConnect(socketPath));
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new EngineError('Unavailable', `tsbox-sandbox at ${socketPath} is not reachable: ${err.code ?? err.message}`, {
+        step: 'connect',
+        errno: err.code,
+      });
+    }
+  }
+
+  /**
+   * Starts a tsbox-sandbox serving `socketPath`, detached (its own session, stdio off our
+   * terminal) so it outlives the caller, and resolves with its pid once it accepts.
+   */
+  static spawn(socketPath: string, logPath: string, binary = SANDBOX_BINARY): Promise<number> {
+    const log = fs.openSync(logPath, 'a', 0o600);
+    return new Promise<number>((resolve, reject) => {
+      const child = spawn(binary, ['--socket', socketPath], { detached: true, stdio: ['ignore', 'pipe', log] });
+      fs.closeSync(log);
+      let out = '';
+      const fail = (why: string) => {
+        let tail = '';
+        try {
+          tail = fs.readFileSync(logPath, 'utf8').trim().split('\n').slice(-3).join('; ');
+        } catch {
+          // no log yet
+        }
+        reject(new EngineError('Internal', `start tsbox-sandbox: ${why}${tail ? ` (${tail})` : ''}`, { step: 'start tsbox-sandbox' }));
+      };
+      child.on('error', (e: NodeJS.ErrnoException) => fail(e.code ?? e.message));
+      child.on('exit', (code, sig) => fail(`exited with ${code ?? sig} before it was ready`));
+      child.stdout?.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('ready\n')) {
+          child.removeAllListeners('exit');
+          child.stdout?.destroy();
+          child.unref();
+          resolve(child.pid as number);
+        }
+      });
+    });
+  }
+
+  /** Sends one request (with fds) and resolves with its answer. Requests are serialized. */
+  request<T>(op: Record<string, unknown>, fds: number[] = []): Promise<T> {
+    const run = () => this.send<T>(op, fds);
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  private send<T>(op: Record<string, unknown>, fds: number[]): Promise<T> {
+    if (this.closed) return Promise.reject(new EngineError('Unavailable', 'tsbox-sandbox connection is closed'));
+    const id = this.nextId++;
+    const line = Buffer.from(`${JSON.stringify({ id, ...op, fds: fds.length })}\n`);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      let sent: number;
+      try {
+        sent = native.sendWithFds(this.fd, line, fds);
+      } catch (e) {
+        this.pending.delete(id);
+        reject(new EngineError('Unavailable', `send to tsbox-sandbox: ${(e as Error).message}`));
+        return;
+      }
+      // The fds went with the first byte; a large plan may need the rest queued.
+      if (sent < line.length) this.sock.write(line.subarray(sent));
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buffered += chunk.toString();
+    let nl: number;
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl);
+      this.buffered = this.buffered.slice(nl + 1);
+      let msg: { id?: number | null; ok?: unknown; err?: WireError; event?: string } & Partial<ExitEvent>;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (msg.event === 'exit') {
+        this.emit('exit', { container: msg.container, exec: msg.exec ?? null, pid: msg.pid, status: msg.status } as ExitEvent);
+        continue;
+      }
+      if (typeof msg.id !== 'number') continue;
+      const p = this.pending.get(msg.id);
+      if (!p) continue;
+      this.pending.delete(msg.id);
+      if (msg.err) p.reject(sandboxError(msg.err));
+      else p.resolve(msg.ok);
+    }
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    for (const p of this.pending.values()) p.reject(new EngineError('Unavailable', 'tsbox-sandbox closed the connection'));
+    this.pending.clear();
+    this.emit('close');
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
