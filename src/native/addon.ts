@@ -10,6 +10,8 @@ interface RawAddon {
   unixConnect(path: string): number;
   sendWithFds(sock: number, data: Buffer, fds: number[]): number;
   openpty(): { master: number; slave: number };
+  socketpair(): number[];
+  recvFd(sock: number): number;
   setWinsize(fd: number, cols: number, rows: number): void;
   flockExclusive(fd: number): Promise<unknown>;
   pidfdOpen(pid: number): number;
@@ -51,6 +53,8 @@ export const native = {
   unixConnect: (p: string): number => call(() => load().unixConnect(p)),
   sendWithFds: (sock: number, data: Buffer, fds: number[]): number => call(() => load().sendWithFds(sock, data, fds)),
   openpty: (): { master: number; slave: number } => call(() => load().openpty()),
+  socketpair: (): [number, number] => call(() => load().socketpair()) as [number, number],
+  recvFd: (sock: number): number => call(() => load().recvFd(sock)),
   setWinsize: (fd: number, cols: number, rows: number): void => call(() => load().setWinsize(fd, cols, rows)),
   flockExclusive: async (fd: number): Promise<void> => {
     try {

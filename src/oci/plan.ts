@@ -101,6 +101,8 @@ export interface ProcessPlan {
   capabilities: CapabilitiesPlan | null;
   noNewPrivileges: boolean;
   terminal: boolean;
+  /** [rows, columns] of the terminal at start. */
+  consoleSize: [number, number] | null;
   seccomp: SeccompPlan | null;
 }
 
@@ -292,6 +294,7 @@ export function planProcess(p: Process | undefined, seccomp: Seccomp | undefined
       : null,
     noNewPrivileges: p.noNewPrivileges ?? false,
     terminal: p.terminal ?? false,
+    consoleSize: p.terminal && p.consoleSize ? [p.consoleSize.height, p.consoleSize.width] : null,
     seccomp: seccomp ? planSeccomp(seccomp) : null,
   };
 }

@@ -16,7 +16,7 @@ import { runHooks } from './hooks';
 import { validateId } from './ids';
 import { SandboxConnection, SandboxState, ExitEvent } from './sandbox-process';
 import { ContainerRecord, procStartTime, sameProcess, Store } from './store';
-import { require as requireStatus, transition } from './status';
+import { expectStatus, transition } from './status';
 
 export interface Logger {
   warn(obj: object, msg: string): void;
@@ -34,7 +34,10 @@ export interface EngineOptions {
 }
 
 export interface CreateOptions {
-  /** stdin, stdout, stderr for the init; or one pty slave when the spec asks for a terminal. */
+  /**
+   * stdin, stdout, stderr for the init. When the spec asks for a terminal: one unix socket
+   * (a console socket) over which the container sends its pty master.
+   */
   stdio?: number[];
   /** Written last, when the container is created (containerd reads it as "create done"). */
   pidFile?: string;
@@ -230,7 +233,7 @@ export class Engine {
   async start(id: string): Promise<ContainerRecord> {
     return this.store.locked(id, async () => {
       const rec = await this.load(id);
-      requireStatus(id, rec.status, ['created'], 'start');
+      expectStatus(id, rec.status, ['created'], 'start');
       const spec = this.readSpec(rec.bundle);
       const conn = SandboxConnection.connect(rec.socket);
       try {
@@ -266,7 +269,7 @@ export class Engine {
 
   async kill(id: string, signal: number, all = false): Promise<void> {
     const rec = await this.load(id);
-    requireStatus(id, rec.status, ['created', 'running', 'paused'], 'kill');
+    expectStatus(id, rec.status, ['created', 'running', 'paused'], 'kill');
     if (all && rec.cgroup) {
       for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid, signal);
     }
@@ -311,7 +314,7 @@ export class Engine {
 
   async exec(id: string, process: Process, opts: ExecOptions = {}): Promise<{ execId: string; pid: number; conn: SandboxConnection }> {
     const rec = await this.load(id);
-    requireStatus(id, rec.status, ['running'], 'exec in');
+    expectStatus(id, rec.status, ['running'], 'exec in');
     const spec = this.readSpec(rec.bundle);
     let processPlan;
     try {

@@ -21,7 +21,7 @@ export function transition(id: string, from: Status, to: Status, operation: stri
 }
 
 /** Checks that `operation` is allowed in `status` without changing it. */
-export function require(id: string, status: Status, allowed: readonly Status[], operation: string): void {
+export function expectStatus(id: string, status: Status, allowed: readonly Status[], operation: string): void {
   if (!allowed.includes(status)) {
     throw EngineError.failedPrecondition(`cannot ${operation} container ${id}: it is ${status}`);
   }

@@ -36,6 +36,30 @@ pub struct Pty {
     pub slave: i32,
 }
 
+/// A connected pair of unix stream sockets, both close-on-exec.
+#[napi]
+pub fn socketpair() -> Result<Vec<i32>> {
+    let mut fds = [0; 2];
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(js_err(SysError::last("socketpair")));
+    }
+    Ok(fds.to_vec())
+}
+
+/// Receives one fd sent with SCM_RIGHTS, without blocking: EAGAIN when none is queued.
+#[napi]
+pub fn recv_fd(sock: i32) -> Result<i32> {
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 256];
+    tsbox_sys::fd::set_nonblocking(sock, true).map_err(js_err)?;
+    let n = tsbox_sys::fd::recv_with_fds(sock, &mut buf, &mut fds).map_err(js_err)?;
+    match fds.into_iter().next() {
+        Some(fd) => Ok(fd.into_raw_fd()),
+        None if n == 0 => Err(js_err(SysError::new("recv fd: peer closed without sending one", libc::EPIPE))),
+        None => Err(js_err(SysError::new("recv fd: a message arrived without an fd", libc::EPROTO))),
+    }
+}
+
 /// A new pseudo-terminal pair, both ends close-on-exec.
 #[napi]
 pub fn openpty() -> Result<Pty> {

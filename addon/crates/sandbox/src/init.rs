@@ -392,16 +392,30 @@ fn finish_rootfs(plan: &ContainerPlan) -> Result<()> {
     Ok(())
 }
 
+/// Gives the process its stdio. With a terminal, `stdio[0]` is a console socket: the pty
+/// is opened here, inside the container (so `tty` names a device of the container's own
+/// devpts, as with runc), its master is sent back over the socket with SCM_RIGHTS, and
+/// the slave becomes the controlling terminal and fds 0-2.
 fn setup_stdio(p: &ProcessPlan, stdio: Vec<OwnedFd>) -> Result<()> {
     ok(unsafe { libc::setsid() }, || "setsid".into())?;
     if p.terminal {
-        let Some(tty) = stdio.first() else {
-            return Err(SysError::new("terminal requested but no pty was passed", libc::EINVAL).with_field("process.terminal"));
+        let Some(console) = stdio.first() else {
+            return Err(SysError::new("terminal requested but no console socket was passed", libc::EINVAL).with_field("process.terminal"));
         };
-        ok(unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) }, || "make the pty the controlling terminal".into())
+        let (master, slave) = open_pty().map_err(|e| e.with_field("process.terminal"))?;
+        if let Some((rows, cols)) = p.console_size {
+            let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+            unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        }
+        ok(unsafe { libc::fchown(slave.as_raw_fd(), p.uid, u32::MAX) }, || "chown the pty to the process user".into())
+            .map_err(|e| e.with_field("process.terminal"))?;
+        tsbox_sys::fd::send_with_fds(console.as_raw_fd(), b"/dev/ptmx", &[master.as_raw_fd()])
+            .map_err(|e| SysError::new(format!("send the pty master over the console socket: {}", e.step), e.errno).with_field("process.terminal"))?;
+        drop(master);
+        ok(unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) }, || "make the pty the controlling terminal".into())
             .map_err(|e| e.with_field("process.terminal"))?;
         for target in 0..3 {
-            ok(unsafe { libc::dup2(tty.as_raw_fd(), target) }, || format!("dup2 pty onto fd {target}"))?;
+            ok(unsafe { libc::dup2(slave.as_raw_fd(), target) }, || format!("dup2 pty onto fd {target}"))?;
         }
         return Ok(());
     }
@@ -411,6 +425,21 @@ fn setup_stdio(p: &ProcessPlan, stdio: Vec<OwnedFd>) -> Result<()> {
         ok(unsafe { libc::dup2(src, target) }, || format!("dup2 stdio onto fd {target}"))?;
     }
     Ok(())
+}
+
+const TIOCGPTPEER: libc::c_ulong = 0x5441;
+
+/// A pty from this mount namespace's /dev/ptmx; the slave is opened through the master
+/// (TIOCGPTPEER), so no /dev/pts path lookup can be raced.
+fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+    let master = open("/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY)?;
+    let unlock: libc::c_int = 0;
+    ok(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) }, || "unlock the pty".into())?;
+    let slave = check(
+        unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) },
+        || "open the pty slave (TIOCGPTPEER)".into(),
+    )?;
+    Ok((master, own(slave)))
 }
 
 const PR_CAP_AMBIENT: libc::c_int = 47;

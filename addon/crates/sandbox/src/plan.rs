@@ -133,6 +133,8 @@ pub struct ProcessPlan {
     pub capabilities: Option<Capabilities>,
     pub no_new_privileges: bool,
     pub terminal: bool,
+    /// Initial window size of the terminal: (rows, columns).
+    pub console_size: Option<(u16, u16)>,
     pub seccomp: Option<SeccompPlan>,
 }
 
