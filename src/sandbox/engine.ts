@@ -138,11 +138,12 @@ export class Engine {
         })();
 
         const socket = path.join(dir, 'sandbox.sock');
-        const sandboxPid = await SandboxConnection.spawn(socket, path.join(dir, 'sandbox.log'), this.opts.sandboxBinary);
+        const { pid: sandboxPid, exited } = await SandboxConnection.spawn(socket, path.join(dir, 'sandbox.log'), this.opts.sandboxBinary);
         const conn = SandboxConnection.connect(socket);
         undo.add(async () => {
-          await conn.request({ op: 'shutdown' }).catch(() => killQuietly(sandboxPid));
+          await conn.shutdown().catch(() => killQuietly(sandboxPid));
           conn.close();
+          await exited;
         });
         const rec: ContainerRecord = {
           id,
@@ -379,7 +380,7 @@ export class Engine {
         try {
           if (rec.cgroup) for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid);
           await conn.request({ op: 'forget', container: rec.id }).catch(() => undefined);
-          await conn.request({ op: 'shutdown' }).catch(() => undefined);
+          await conn.shutdown();
         } finally {
           conn.close();
         }

@@ -78,15 +78,19 @@ export class SandboxConnection extends EventEmitter {
 
   /**
    * Starts a tsbox-sandbox serving `socketPath`, detached (its own session, stdio off our
-   * terminal) so it outlives the caller, and resolves with its pid once it accepts.
+   * terminal) so it outlives the caller. Resolves once it accepts connections, with its pid
+   * and a promise of its exit (for a caller that must not return while it still runs).
    */
-  static spawn(socketPath: string, logPath: string, binary = SANDBOX_BINARY): Promise<number> {
+  static spawn(socketPath: string, logPath: string, binary = SANDBOX_BINARY): Promise<{ pid: number; exited: Promise<void> }> {
     const log = fs.openSync(logPath, 'a', 0o600);
-    return new Promise<number>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const child = spawn(binary, ['--socket', socketPath], { detached: true, stdio: ['ignore', 'pipe', log] });
       fs.closeSync(log);
+      let ready = false;
       let out = '';
+      const exited = new Promise<void>((done) => child.once('exit', () => done()));
       const fail = (why: string) => {
+        if (ready) return;
         let tail = '';
         try {
           tail = fs.readFileSync(logPath, 'utf8').trim().split('\n').slice(-3).join('; ');
@@ -99,11 +103,11 @@ export class SandboxConnection extends EventEmitter {
       child.on('exit', (code, sig) => fail(`exited with ${code ?? sig} before it was ready`));
       child.stdout?.on('data', (c: Buffer) => {
         out += c.toString();
-        if (out.includes('ready\n')) {
-          child.removeAllListeners('exit');
+        if (!ready && out.includes('ready\n')) {
+          ready = true;
           child.stdout?.destroy();
           child.unref();
-          resolve(child.pid as number);
+          resolve({ pid: child.pid as number, exited });
         }
       });
     });
@@ -166,6 +170,14 @@ export class SandboxConnection extends EventEmitter {
     for (const p of this.pending.values()) p.reject(new EngineError('Unavailable', 'tsbox-sandbox closed the connection'));
     this.pending.clear();
     this.emit('close');
+  }
+
+  /** Asks the sandbox to exit and resolves once it has (its end of the socket closed). */
+  async shutdown(): Promise<void> {
+    if (this.closed) return;
+    const gone = new Promise<void>((resolve) => this.once('close', resolve));
+    await this.request({ op: 'shutdown' }).catch(() => undefined);
+    await gone;
   }
 
   close(): void {

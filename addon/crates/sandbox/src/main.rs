@@ -76,21 +76,20 @@ fn serve(socket: &str) -> Result<()> {
             }
             return Err(tsbox_sys::SysError::last("poll"));
         }
+        // Clients are only marked dead while pfds indexes into `clients`, and dropped at
+        // the end of the round, so the two stay in step.
         if pfds[1].revents != 0 {
             let mut info = [0u8; 128];
             while unsafe { libc::read(sigfd.as_raw_fd(), info.as_mut_ptr() as *mut libc::c_void, info.len()) } > 0 {}
-            for ev in sandbox.reap() {
-                clients.retain(|c| c.send(&ev));
-            }
+            broadcast(&mut clients, sandbox.reap());
         }
-        let mut gone = Vec::new();
         for (i, pfd) in pfds.iter().enumerate().skip(2) {
             if pfd.revents == 0 {
                 continue;
             }
             let client = &mut clients[i - 2];
             match client.read_lines() {
-                None => gone.push(i - 2),
+                None => client.alive = false,
                 Some(lines) => {
                     for line in lines {
                         let answer = sandbox.handle(client, &line);
@@ -99,9 +98,6 @@ fn serve(socket: &str) -> Result<()> {
                 }
             }
         }
-        for i in gone.into_iter().rev() {
-            clients.remove(i);
-        }
         if pfds[0].revents != 0 {
             let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
             if fd >= 0 {
@@ -109,12 +105,19 @@ fn serve(socket: &str) -> Result<()> {
             }
         }
         // Exits that happened while we were busy with a request.
-        for ev in sandbox.reap() {
-            clients.retain(|c| c.send(&ev));
-        }
+        broadcast(&mut clients, sandbox.reap());
+        clients.retain(|c| c.alive);
     }
     let _ = std::fs::remove_file(socket);
     Ok(())
+}
+
+fn broadcast(clients: &mut [Client], events: Vec<serde_json::Value>) {
+    for ev in events {
+        for c in clients.iter_mut().filter(|c| c.alive) {
+            c.send(&ev);
+        }
+    }
 }
 
 fn main() -> ExitCode {

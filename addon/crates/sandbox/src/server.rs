@@ -70,6 +70,8 @@ struct Container {
 }
 
 pub struct Client {
+    /// False once the peer is gone; the main loop drops such clients after each round.
+    pub alive: bool,
     fd: OwnedFd,
     buf: Vec<u8>,
     fds: Vec<OwnedFd>,
@@ -92,7 +94,7 @@ fn proto_err(msg: String) -> SysError {
 
 impl Client {
     pub fn new(fd: OwnedFd) -> Client {
-        Client { fd, buf: Vec::new(), fds: Vec::new() }
+        Client { alive: true, fd, buf: Vec::new(), fds: Vec::new() }
     }
 
     pub fn raw(&self) -> RawFd {
@@ -114,7 +116,7 @@ impl Client {
         Some(lines)
     }
 
-    pub fn send(&self, v: &Value) -> bool {
+    pub fn send(&mut self, v: &Value) {
         let mut bytes = v.to_string().into_bytes();
         bytes.push(b'\n');
         let mut off = 0;
@@ -125,10 +127,12 @@ impl Client {
                     let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
                     unsafe { libc::poll(&mut p, 1, 1000) };
                 }
-                Err(_) => return false,
+                Err(_) => {
+                    self.alive = false;
+                    return;
+                }
             }
         }
-        true
     }
 }
 

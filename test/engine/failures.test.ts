@@ -1,0 +1,103 @@
+/**
+ * Bad input: a clear error naming the step, errno and spec field, and nothing left
+ * behind — no mount, cgroup, sandbox process or state directory.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineError } from '../../src/sandbox/errors';
+import { makeBundle, Bundle } from './bundle';
+import { footprint, Harness } from './harness';
+
+const h = new Harness();
+afterAll(() => h.cleanup());
+
+async function expectCleanFailure(b: Bundle, message: RegExp): Promise<EngineError> {
+  h.track(b);
+  const before = footprint(h.root, b.id);
+  const err = await h.create(b).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(EngineError);
+  expect((err as Error).message).toMatch(message);
+  const after = footprint(h.root, b.id);
+  expect(after).toEqual({ mounts: before.mounts, sandboxes: [], cgroups: [], dirExists: false });
+  return err as EngineError;
+}
+
+describe('a create that fails', () => {
+  it('refuses an id that would escape the state root', async () => {
+    const err = await h.engine.create('../x', '/nonexistent').catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'InvalidArgument' });
+    expect((err as Error).message).toMatch(/invalid container id "\.\.\/x"/);
+    expect(fs.existsSync(path.join(h.root, '..', 'x'))).toBe(false);
+  });
+
+  it('names a missing rootfs', async () => {
+    const b = makeBundle('norootfs', ['true']);
+    fs.rmSync(path.join(b.dir, 'rootfs'), { recursive: true });
+    const err = await expectCleanFailure(b, /root\.path: rootfs .*\/rootfs does not exist/);
+    expect(err.detail.field).toBe('root.path');
+  });
+
+  it('names the mount whose bind source is missing, with the errno', async () => {
+    const b = makeBundle('badmount', ['true'], (s) => {
+      s.mounts!.push({ destination: '/data', type: 'bind', source: '/nonexistent/source', options: ['rbind'] });
+    });
+    const err = await expectCleanFailure(b, /^mounts\[6\] \(\/data\): bind source \/nonexistent\/source: ENOENT$/);
+    expect(err.detail).toMatchObject({ errno: 'ENOENT', field: 'mounts[6] (/data)' });
+  });
+
+  it('refuses an unknown namespace type', async () => {
+    const b = makeBundle('badns', ['true'], (s) => {
+      s.linux!.namespaces!.push({ type: 'time-travel' });
+    });
+    const err = await expectCleanFailure(b, /^linux\.namespaces\[5\]\.type: unknown namespace type "time-travel"$/);
+    expect(err.kind).toBe('InvalidArgument');
+  });
+
+  it('refuses an invalid seccomp action', async () => {
+    const b = makeBundle('badseccomp', ['true'], (s) => {
+      s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getpid'], action: 'SCMP_ACT_EXPLODE' }] };
+    });
+    await expectCleanFailure(b, /^linux\.seccomp\.syscalls\[0\]\.action: invalid seccomp action "SCMP_ACT_EXPLODE"$/);
+  });
+
+  it('reports a failing setup step from inside the new container', async () => {
+    const b = makeBundle('badcwd', ['true'], (s) => {
+      s.process!.user = { uid: 1000, gid: 1000 };
+      s.process!.cwd = '/root'; // 0700 root: the user cannot enter it; runc fails create too
+    });
+    const err = await expectCleanFailure(b, /^process\.cwd: chdir \/root: EACCES$/);
+    expect(err.detail).toMatchObject({ step: 'chdir /root', errno: 'EACCES', field: 'process.cwd' });
+  });
+
+  it('fails a prestart hook, runs nothing and leaves nothing', async () => {
+    const b = makeBundle('badhook', ['sh', '-c', 'echo should-not-run > /tmp/ran'], (s) => {
+      s.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', 'echo nope >&2; exit 3'] }] };
+    });
+    await expectCleanFailure(b, /^hooks\.prestart\[0\]: prestart hook \/bin\/sh exited with status 3: nope$/);
+    expect(fs.existsSync(path.join(b.dir, 'rootfs', 'tmp', 'ran'))).toBe(false);
+  });
+
+  it('refuses a second container with the same id and leaves the first alone', async () => {
+    const a = makeBundle('dup', ['sleep', '60']);
+    await h.create(a);
+    const err = await h.engine.create(a.id, a.dir).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'AlreadyExists' });
+    expect((await h.engine.ociState(a.id)).status).toBe('created');
+    await h.engine.delete(a.id);
+    expect(footprint(h.root, a.id)).toMatchObject({ sandboxes: [], cgroups: [], dirExists: false });
+  });
+
+  it('refuses operations the container status does not allow', async () => {
+    const a = makeBundle('states', ['sleep', '60']);
+    await h.create(a);
+    await expect(h.engine.exec(a.id, { ...a.spec.process!, args: ['true'] })).rejects.toThrow(/cannot exec in container .*: it is created/);
+    await h.engine.start(a.id);
+    await expect(h.engine.start(a.id)).rejects.toThrow(/cannot start container .*: it is running/);
+    await expect(h.engine.delete(a.id)).rejects.toThrow(/cannot delete container .*: it is running \(use force\)/);
+    await h.engine.delete(a.id, true);
+    await expect(h.engine.ociState(a.id)).rejects.toMatchObject({ kind: 'NotFound' });
+  });
+});
