@@ -300,10 +300,11 @@ export function planProcess(p: Process | undefined, seccomp: Seccomp | undefined
 }
 
 /** Splits mount options into flags, propagation and filesystem data, as runc does. */
-export function parseMountOptions(options: string[], field: string): { flags: number; propagation: number; data: string[] } {
+export function parseMountOptions(options: string[]): { flags: number; propagation: number; data: string[]; dataIndex: number[] } {
   let flags = 0;
   let propagation = 0;
   const data: string[] = [];
+  const dataIndex: number[] = [];
   options.forEach((opt, i) => {
     const f = MOUNT_FLAG_OPTIONS[opt];
     if (f) {
@@ -316,13 +317,14 @@ export function parseMountOptions(options: string[], field: string): { flags: nu
       return;
     }
     if (opt === 'defaults' || opt === '') return;
-    if (/^[a-z]*shared$|^[a-z]*slave$|^[a-z]*private$/.test(opt)) {
-      throw new PlanError(`${field}.options[${i}]`, `unknown propagation "${opt}"`);
-    }
     data.push(opt);
+    dataIndex.push(i);
   });
-  return { flags, propagation, data };
+  return { flags, propagation, data, dataIndex };
 }
+
+/** SELinux relabel requests: meaningless without SELinux, accepted and ignored like runc. */
+const IGNORED_BIND_OPTIONS = new Set(['z', 'Z']);
 
 const BIND_REMOUNT_FLAGS = ~(MS.BIND | MS.REC | MS.REMOUNT);
 
@@ -333,11 +335,14 @@ function planMount(m: Mount, i: number, bundle: string, ctx: PlanContext): Mount
     throw new PlanError(`${field}.destination`, `must be an absolute path, got "${m.destination}"`);
   }
   const destination = cleanPath(m.destination);
-  const { flags, propagation, data } = parseMountOptions(m.options ?? [], field);
+  const { flags, propagation, data, dataIndex } = parseMountOptions(m.options ?? []);
   const type = m.type ?? '';
   const bind = type === 'bind' || (flags & MS.BIND) !== 0;
   if (bind) {
     if (!m.source) throw new PlanError(`${field}.source`, 'a bind mount needs a source');
+    // A bind mount takes no filesystem data: an unknown word here is a typo, not data.
+    const unknown = data.findIndex((d) => !IGNORED_BIND_OPTIONS.has(d));
+    if (unknown >= 0) throw new PlanError(`${field}.options[${dataIndex[unknown]}]`, `unknown option "${data[unknown]}" for a bind mount`);
     const source = isAbs(m.source) ? m.source : path.join(bundle, m.source);
     return [
       {

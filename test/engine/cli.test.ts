@@ -1,0 +1,111 @@
+/** The `tsbox` OCI runtime CLI, run as a user (or containerd, or runtime-tools) runs it. */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { makeBundle, Bundle, PROJECT_ROOT } from './bundle';
+
+const TSBOX = path.join(PROJECT_ROOT, 'bin', 'tsbox');
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-cli-'));
+const bundles: Bundle[] = [];
+
+function tsbox(args: string[], cwd?: string): { code: number; out: string; err: string } {
+  const r = spawnSync(TSBOX, ['--root', root, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+/**
+ * For `create`: like runc, the container keeps the stdio it was created with, so a pipe
+ * would stay open until it exits. Send both to files, as a caller detaching would.
+ */
+function tsboxDetached(args: string[], dir: string): { code: number; out: string; err: string } {
+  const outFile = path.join(dir, `cli-${Date.now()}.out`);
+  const errFile = path.join(dir, `cli-${Date.now()}.err`);
+  const out = fs.openSync(outFile, 'w');
+  const err = fs.openSync(errFile, 'w');
+  const r = spawnSync(TSBOX, ['--root', root, ...args], { stdio: ['ignore', out, err] });
+  fs.closeSync(out);
+  fs.closeSync(err);
+  return { code: r.status ?? -1, out: fs.readFileSync(outFile, 'utf8'), err: fs.readFileSync(errFile, 'utf8') };
+}
+
+function bundle(prefix: string, args: string[], edit?: Parameters<typeof makeBundle>[2]): Bundle {
+  const b = makeBundle(prefix, args, edit);
+  bundles.push(b);
+  return b;
+}
+
+afterAll(() => {
+  for (const id of fs.readdirSync(root)) tsbox(['delete', '--force', id]);
+  for (const b of bundles) b.cleanup();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('tsbox CLI', () => {
+  it('run: the container writes to our stdout and its exit code is ours', () => {
+    const b = bundle('clirun', ['sh', '-c', 'echo out; echo err >&2; exit 4']);
+    expect(tsbox(['run', b.id], b.dir)).toEqual({ code: 4, out: 'out\n', err: 'err\n' });
+    expect(tsbox(['list', '-q']).out).toBe('');
+  });
+
+  it('create, state, start, ps, list, exec, kill, delete', () => {
+    const b = bundle('clilife', ['sleep', '60']);
+    const pidFile = path.join(b.dir, 'init.pid');
+    expect(tsboxDetached(['create', '--bundle', b.dir, '--pid-file', pidFile, b.id], b.dir)).toMatchObject({ code: 0, err: '' });
+    const created = JSON.parse(tsbox(['state', b.id]).out);
+    expect(created).toMatchObject({ ociVersion: '1.0.2', id: b.id, status: 'created', bundle: b.dir });
+    expect(fs.readFileSync(pidFile, 'utf8')).toBe(String(created.pid));
+
+    expect(tsbox(['start', b.id]).code).toBe(0);
+    expect(JSON.parse(tsbox(['state', b.id]).out)).toMatchObject({ status: 'running', pid: created.pid });
+    expect(JSON.parse(tsbox(['ps', '--format', 'json', b.id]).out)).toEqual([created.pid]);
+    const listed = JSON.parse(tsbox(['list', '--format', 'json']).out);
+    expect(listed).toEqual([expect.objectContaining({ id: b.id, pid: created.pid, status: 'running', bundle: b.dir })]);
+    expect(tsbox(['list']).out).toMatch(new RegExp(`^ID\\s+PID\\s+STATUS\\s+BUNDLE\\s+CREATED\\s+OWNER\\n${b.id}\\s+${created.pid}\\s+running\\s`));
+
+    expect(tsbox(['exec', b.id, 'sh', '-c', 'echo in $(hostname); exit 5'])).toEqual({ code: 5, out: `in ${b.id}\n`, err: '' });
+    const proc = path.join(b.dir, 'process.json');
+    fs.writeFileSync(proc, JSON.stringify({ ...b.spec.process, args: ['id', '-u'], user: { uid: 1000, gid: 1000 } }));
+    expect(tsbox(['exec', '--process', proc, b.id])).toEqual({ code: 0, out: '1000\n', err: '' });
+
+    expect(tsbox(['delete', b.id])).toMatchObject({ code: 1, err: expect.stringMatching(/it is running \(use force\)/) });
+    expect(tsbox(['kill', b.id, 'KILL']).code).toBe(0);
+    // kill returns once the signal is sent; state settles when the sandbox has reaped it.
+    let st;
+    do st = JSON.parse(tsbox(['state', b.id]).out);
+    while (st.status !== 'stopped');
+    expect(tsbox(['delete', b.id]).code).toBe(0);
+    expect(tsbox(['state', b.id])).toMatchObject({ code: 1, err: `tsbox: container ${b.id} does not exist\n` });
+  });
+
+  it('hands the pty master to --console-socket and runs the process on it', async () => {
+    const b = bundle('clitty', ['sh', '-c', 'tty; echo done'], (s) => {
+      s.process!.terminal = true;
+    });
+    const sock = path.join(b.dir, 'console.sock');
+    const out = path.join(b.dir, 'console.out');
+    const receiver = spawn(path.join(PROJECT_ROOT, 'test', 'tools', 'console-receiver.py'), [sock, out], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => receiver.stdout.once('data', () => resolve()));
+    const finished = new Promise<void>((resolve) => receiver.once('exit', () => resolve()));
+    expect(tsbox(['run', '--console-socket', sock, b.id], b.dir).code).toBe(0);
+    await finished;
+    expect(fs.readFileSync(out, 'utf8').split('\r\n').slice(0, 2)).toEqual(['/dev/pts/0', 'done']);
+  });
+
+  it('says clearly what is wrong', () => {
+    expect(tsbox(['create', '--bundle', '/nonexistent', 'nobundle'])).toMatchObject({ code: 1, err: expect.stringMatching(/^tsbox: .*config\.json/) });
+    expect(tsbox(['kill', 'whatever', 'SIGNOPE'])).toMatchObject({ code: 2, err: expect.stringMatching(/^tsbox: unknown signal "SIGNOPE"/) });
+    expect(tsbox(['frobnicate'])).toMatchObject({ code: 2, err: expect.stringMatching(/^tsbox: unknown command "frobnicate"/) });
+    expect(tsbox(['delete', '--force', 'never-existed']).code).toBe(0);
+    expect(fs.readdirSync(root)).toEqual([]);
+  });
+
+  it('writes errors to --log as JSON when asked', () => {
+    const log = path.join(root, '..', `tsbox-cli-log-${process.pid}.json`);
+    const r = spawnSync(TSBOX, ['--root', root, '--log', log, '--log-format', 'json', 'state', 'ghost'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    const entry = JSON.parse(fs.readFileSync(log, 'utf8').trim());
+    fs.rmSync(log);
+    expect(entry).toMatchObject({ level: 'error', msg: 'container ghost does not exist' });
+  });
+});
