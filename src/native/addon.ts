@@ -11,6 +11,11 @@ interface RawAddon {
   sendWithFds(sock: number, data: Buffer, fds: number[]): number;
   openpty(): { master: number; slave: number };
   socketpair(): number[];
+  pipe(): number[];
+  dup(fd: number): number;
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount2(target: string, flags: number): void;
+  setNonblocking(fd: number, on: boolean): void;
   recvFd(sock: number): number;
   setWinsize(fd: number, cols: number, rows: number): void;
   flockExclusive(fd: number): Promise<unknown>;
@@ -55,6 +60,12 @@ export const native = {
   openpty: (): { master: number; slave: number } => call(() => load().openpty()),
   socketpair: (): [number, number] => call(() => load().socketpair()) as [number, number],
   recvFd: (sock: number): number => call(() => load().recvFd(sock)),
+  pipe: (): [number, number] => call(() => load().pipe()) as [number, number],
+  dup: (fd: number): number => call(() => load().dup(fd)),
+  mount: (source: string, target: string, fstype: string, flags: number, data: string): void =>
+    call(() => load().mount(source, target, fstype, flags, data)),
+  umount2: (target: string, flags: number): void => call(() => load().umount2(target, flags)),
+  setNonblocking: (fd: number, on: boolean): void => call(() => load().setNonblocking(fd, on)),
   setWinsize: (fd: number, cols: number, rows: number): void => call(() => load().setWinsize(fd, cols, rows)),
   flockExclusive: async (fd: number): Promise<void> => {
     try {

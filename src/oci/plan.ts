@@ -497,9 +497,10 @@ export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
   if (!newUserNs && (uidMappings.length > 0 || gidMappings.length > 0)) {
     throw new PlanError('linux.uidMappings', 'mappings are given but no new user namespace is requested');
   }
-  const newUts = (cloneFlags & CLONE.NEWUTS) !== 0;
-  if (spec.hostname && !newUts) throw new PlanError('hostname', 'setting a hostname needs a new uts namespace');
-  if (spec.domainname && !newUts) throw new PlanError('domainname', 'setting a domainname needs a new uts namespace');
+  // A uts namespace of its own, new or joined by path: never the host's.
+  const ownUts = seen.has('uts');
+  if (spec.hostname && !ownUts) throw new PlanError('hostname', 'setting a hostname needs a uts namespace');
+  if (spec.domainname && !ownUts) throw new PlanError('domainname', 'setting a domainname needs a uts namespace');
 
   const mounts = (spec.mounts ?? []).flatMap((m, i) => planMount(m, i, ctx.bundle, ctx));
   // /dev bound from the host (privileged containers) already has its devices.

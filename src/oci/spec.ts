@@ -133,6 +133,7 @@ export interface Resources {
   pids?: { limit: number };
   blockIO?: { weight?: number; leafWeight?: number };
   hugepageLimits?: { pageSize: string; limit: number }[];
+  network?: { classID?: number; priorities?: { name: string; priority: number }[] };
   unified?: Record<string, string>;
 }
 

@@ -110,6 +110,8 @@ export function v1Writes(r: Resources | undefined): CgroupWrite[] {
     add('pids', 'pids.max', r.pids.limit > 0 ? num(r.pids.limit) : 'max', 'linux.resources.pids.limit');
   }
   if (r.blockIO?.weight) add('blkio', 'blkio.weight', num(r.blockIO.weight), 'linux.resources.blockIO.weight');
+  if (r.network?.classID !== undefined) add('net_cls', 'net_cls.classid', num(r.network.classID), 'linux.resources.network.classID');
+  (r.network?.priorities ?? []).forEach((p, i) => add('net_prio', 'net_prio.ifpriomap', `${p.name} ${num(p.priority)}`, `linux.resources.network.priorities[${i}]`));
   (r.hugepageLimits ?? []).forEach((h, i) =>
     add('hugetlb', `hugetlb.${h.pageSize}.limit_in_bytes`, num(h.limit), `linux.resources.hugepageLimits[${i}]`),
   );
@@ -138,6 +140,9 @@ export function blkioToIoWeight(weight: number): number {
 export function v2Writes(r: Resources | undefined): CgroupWrite[] {
   const w: CgroupWrite[] = [];
   if (!r) return w;
+  if (r.network && (r.network.classID !== undefined || (r.network.priorities ?? []).length > 0)) {
+    throw EngineError.invalidArgument('linux.resources.network: net_cls and net_prio do not exist on cgroup v2', 'linux.resources.network');
+  }
   const add = (file: string, value: string, field: string) => w.push({ controller: '', file, value, field });
   const m = r.memory;
   if (m) {

@@ -44,6 +44,8 @@ export interface CreateOptions {
 }
 
 export interface ExecOptions {
+  /** The caller's name for the process (containerd's exec id); one is made up otherwise. */
+  execId?: string;
   stdio?: number[];
   pidFile?: string;
 }
@@ -143,7 +145,7 @@ export class Engine {
         undo.add(async () => {
           await conn.shutdown().catch(() => killQuietly(sandboxPid));
           conn.close();
-          await exited;
+          await exited();
         });
         const rec: ContainerRecord = {
           id,
@@ -313,6 +315,21 @@ export class Engine {
     return rec.cgroup ? this.cgroups.pids(rec.cgroup) : [];
   }
 
+  /** A lasting connection to the container's sandbox: its 'exit' events are every exit. */
+  watch(id: string): SandboxConnection {
+    return SandboxConnection.connect(this.store.read(id).socket);
+  }
+
+  /** Signals one exec'd process; NotFound once it has exited. */
+  async signalExec(id: string, execId: string, signal: number): Promise<void> {
+    const conn = SandboxConnection.connect(this.store.read(id).socket);
+    try {
+      await conn.request({ op: 'signal', container: id, exec: execId, signal });
+    } finally {
+      conn.close();
+    }
+  }
+
   async exec(id: string, process: Process, opts: ExecOptions = {}): Promise<{ execId: string; pid: number; conn: SandboxConnection }> {
     const rec = await this.load(id);
     expectStatus(id, rec.status, ['running'], 'exec in');
@@ -323,7 +340,7 @@ export class Engine {
     } catch (e) {
       throw planFailure(e);
     }
-    const execId = `exec-${crypto.randomBytes(6).toString('hex')}`;
+    const execId = opts.execId ? validateId(opts.execId, 'exec id') : `exec-${crypto.randomBytes(6).toString('hex')}`;
     const conn = SandboxConnection.connect(rec.socket);
     try {
       const res = await conn.request<{ pid: number }>(

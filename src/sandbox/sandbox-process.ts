@@ -81,14 +81,20 @@ export class SandboxConnection extends EventEmitter {
    * terminal) so it outlives the caller. Resolves once it accepts connections, with its pid
    * and a promise of its exit (for a caller that must not return while it still runs).
    */
-  static spawn(socketPath: string, logPath: string, binary = SANDBOX_BINARY): Promise<{ pid: number; exited: Promise<void> }> {
+  static spawn(socketPath: string, logPath: string, binary = SANDBOX_BINARY): Promise<{ pid: number; exited: () => Promise<void> }> {
     const log = fs.openSync(logPath, 'a', 0o600);
     return new Promise((resolve, reject) => {
       const child = spawn(binary, ['--socket', socketPath], { detached: true, stdio: ['ignore', 'pipe', log] });
       fs.closeSync(log);
       let ready = false;
       let out = '';
-      const exited = new Promise<void>((done) => child.once('exit', () => done()));
+      const gone = new Promise<void>((done) => child.once('exit', () => done()));
+      // The child is unref'd once ready (it outlives us); whoever waits for its exit must
+      // keep the event loop alive until then, or Node would end mid-wait with status 0.
+      const exited = (): Promise<void> => {
+        child.ref();
+        return gone;
+      };
       const fail = (why: string) => {
         if (ready) return;
         let tail = '';

@@ -92,6 +92,17 @@ describe('tsbox CLI', () => {
     expect(fs.readFileSync(out, 'utf8').split('\r\n').slice(0, 2)).toEqual(['/dev/pts/0', 'done']);
   });
 
+  it('fails create with the init\'s own error, exit status 1 and nothing left', () => {
+    const b = bundle('clibadns', ['true'], (s) => {
+      s.linux!.namespaces!.push({ type: 'cgroup', path: '/proc/self/ns/ipc' });
+    });
+    const r = tsboxDetached(['create', '--bundle', b.dir, b.id], b.dir);
+    expect(r).toMatchObject({ code: 1, out: '' });
+    expect(r.err).toBe('tsbox: linux.namespaces[5] (cgroup): setns /proc/self/ns/ipc: EINVAL\n');
+    expect(tsbox(['list', '-q']).out).toBe('');
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/tsbox-test/${b.id}`)).toBe(false);
+  });
+
   it('says clearly what is wrong', () => {
     expect(tsbox(['create', '--bundle', '/nonexistent', 'nobundle'])).toMatchObject({ code: 1, err: expect.stringMatching(/^tsbox: .*config\.json/) });
     expect(tsbox(['kill', 'whatever', 'SIGNOPE'])).toMatchObject({ code: 2, err: expect.stringMatching(/^tsbox: unknown signal "SIGNOPE"/) });

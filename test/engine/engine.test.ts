@@ -87,6 +87,16 @@ describe('a container from an OCI bundle', () => {
     expect(mounts.some((m) => m.target.startsWith('/work') || m.target.startsWith('/tmp/tsbox'))).toBe(false);
   });
 
+  it('honours a shared rootfs propagation', async () => {
+    const b = makeBundle('shared', ['sh', '-c', 'cat /proc/self/mountinfo'], (s) => {
+      s.linux!.rootfsPropagation = 'shared';
+    });
+    const r = await h.run(b);
+    expect(r.status).toBe(0);
+    const root = r.out.split('\n').find((l) => l.split(' ')[4] === '/');
+    expect(root).toMatch(/ shared:\d+ /);
+  });
+
   it('populates /dev with the default devices and links, and honours masked paths', async () => {
     const b = makeBundle('dev', ['sh', '-c', 'ls -l /dev | grep -v total; wc -c < /proc/keys; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname || echo ro'], (s) => {
       s.linux!.devices = [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229, fileMode: 0o600 }];

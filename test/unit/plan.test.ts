@@ -106,7 +106,7 @@ describe('planContainer', () => {
     ['duplicate namespace', (s) => s.linux!.namespaces!.push({ type: 'pid' }), 'linux.namespaces[5].type: namespace "pid" is listed twice'],
     ['no mount namespace', (s) => (s.linux!.namespaces = [{ type: 'pid' }]), 'linux.namespaces: a mount namespace is required'],
     ['user ns without maps', (s) => s.linux!.namespaces!.push({ type: 'user' }), 'linux.uidMappings: a new user namespace needs uidMappings and gidMappings'],
-    ['hostname without uts', (s) => (s.linux!.namespaces = [{ type: 'mount' }]), 'hostname: setting a hostname needs a new uts namespace'],
+    ['hostname without uts', (s) => (s.linux!.namespaces = [{ type: 'mount' }]), 'hostname: setting a hostname needs a uts namespace'],
     ['relative mount destination', (s) => s.mounts!.push({ destination: 'data', type: 'tmpfs' }), 'mounts[6].destination: must be an absolute path, got "data"'],
     ['bind without source', (s) => s.mounts!.push({ destination: '/d', type: 'bind' }), 'mounts[6].source: a bind mount needs a source'],
     ['unknown capability', (s) => s.process!.capabilities!.bounding!.push('CAP_FLY'), 'process.capabilities.bounding[3]: unknown capability "CAP_FLY"'],

@@ -60,6 +60,64 @@ pub fn recv_fd(sock: i32) -> Result<i32> {
     }
 }
 
+/// mount(2) in the caller's mount namespace (the shim mounts containerd's rootfs list).
+#[napi]
+pub fn mount(source: String, target: String, fstype: String, flags: u32, data: String) -> Result<()> {
+    let c = |s: &str| tsbox_sys::sys::cstring(s);
+    let (src, tgt, fs, dat) = (c(&source), c(&target), c(&fstype), c(&data));
+    let ret = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            if fstype.is_empty() { std::ptr::null() } else { fs.as_ptr() },
+            flags as libc::c_ulong,
+            if data.is_empty() { std::ptr::null() } else { dat.as_ptr() as *const libc::c_void },
+        )
+    };
+    if ret != 0 {
+        return Err(js_err(SysError::last(format!("mount {fstype} {source} on {target}"))));
+    }
+    Ok(())
+}
+
+/// umount2(2); flags as the kernel takes them (MNT_DETACH = 2).
+#[napi]
+pub fn umount2(target: String, flags: i32) -> Result<()> {
+    let t = tsbox_sys::sys::cstring(&target);
+    if unsafe { libc::umount2(t.as_ptr(), flags) } != 0 {
+        return Err(js_err(SysError::last(format!("umount {target}"))));
+    }
+    Ok(())
+}
+
+/// Clears or sets O_NONBLOCK on an open file description (a FIFO opened without blocking
+/// the event loop, then handed to a container that expects blocking I/O).
+#[napi]
+pub fn set_nonblocking(fd: i32, on: bool) -> Result<()> {
+    tsbox_sys::fd::set_nonblocking(fd, on).map_err(js_err)
+}
+
+/// dup(2), close-on-exec: a second fd number for the same open file (libuv wants one
+/// handle per fd, and a pty master is both read and written).
+#[napi]
+pub fn dup(fd: i32) -> Result<i32> {
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if r < 0 {
+        return Err(js_err(SysError::last("dup")));
+    }
+    Ok(r)
+}
+
+/// A pipe, both ends close-on-exec: [read, write].
+#[napi]
+pub fn pipe() -> Result<Vec<i32>> {
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(js_err(SysError::last("pipe2")));
+    }
+    Ok(fds.to_vec())
+}
+
 /// A new pseudo-terminal pair, both ends close-on-exec.
 #[napi]
 pub fn openpty() -> Result<Pty> {

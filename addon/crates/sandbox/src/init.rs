@@ -90,6 +90,10 @@ fn container_setup(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) ->
     hooks::run_all("createContainer", &plan.hooks.create_container, &state.to_string())?;
 
     enter_rootfs(&plan.rootfs)?;
+    if plan.rootfs_propagation != 0 {
+        // The old root's detach made "/" a slave; give it the propagation the spec asked for.
+        mount(None, "/", None, plan.rootfs_propagation, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
+    }
     finish_rootfs(plan)?;
 
     if let Some(adj) = plan.oom_score_adj {
@@ -265,6 +269,11 @@ fn prepare_rootfs(plan: &ContainerPlan) -> Result<()> {
     let rootfs = plan.rootfs.as_str();
     let prop = if plan.rootfs_propagation != 0 { plan.rootfs_propagation } else { (libc::MS_SLAVE | libc::MS_REC) as u64 };
     mount(None, "/", None, prop, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
+    if prop & libc::MS_SHARED as u64 != 0 {
+        // pivot_root refuses a new root whose parent mount is shared (runc does the same).
+        let parent = parent_mount(rootfs);
+        mount(None, &parent, None, libc::MS_PRIVATE as u64, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount(Some(rootfs), rootfs, None, (libc::MS_BIND | libc::MS_REC) as u64, None).map_err(|e| e.with_field("root.path"))?;
     for m in &plan.mounts {
@@ -282,6 +291,21 @@ fn prepare_rootfs(plan: &ContainerPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The mount point `path` lives on: the longest mount point in mountinfo that contains it.
+fn parent_mount(path: &str) -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut best = "/".to_string();
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let mp = mp.replace("\\040", " ");
+        let inside = path == mp || path.starts_with(&format!("{}/", mp.trim_end_matches('/')));
+        if inside && mp.len() > best.len() {
+            best = mp;
+        }
+    }
+    best
 }
 
 fn mount_one(rootfs: &str, m: &MountPlan) -> Result<()> {

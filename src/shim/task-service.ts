@@ -1,0 +1,375 @@
+/**
+ * containerd.task.v2.Task over the sandbox engine. This file is the glue DESIGN.md §2
+ * describes: containerd's calls in, engine calls out, events back.
+ *
+ * Ordering invariants (PROTOCOL.md §4), kept here:
+ * - TaskStart / TaskExecStarted of a process is queued before its TaskExit: an exit that
+ *   arrives while its start is still in flight waits for the start to be published.
+ * - A container's init TaskExit is its last exit: when init dies, the exits of its
+ *   running execs are published first (the kernel kills them with the pid namespace;
+ *   without one, tsbox kills them), and Wait on init resolves only then.
+ * - TaskDelete comes after the init's exit (or after create, for a never-started task).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import { containerd, google, timestamp } from '../proto';
+import { Code, RpcError, ServiceMethods, unary } from '../ttrpc';
+import { Engine } from '../sandbox/engine';
+import { EngineError } from '../sandbox/errors';
+import type { ExitEvent, SandboxConnection } from '../sandbox/sandbox-process';
+import type { Process, Spec } from '../oci/spec';
+import { EventPublisher } from './events';
+import { ProcessIO } from './io';
+import { mountRootfs, unmountRootfs } from './rootfs';
+
+const T = containerd.task.v2;
+const E = containerd.events;
+const Status = containerd.v1.types.Status;
+const Empty = google.protobuf.Empty;
+
+export const TASK_SERVICE = 'containerd.task.v2.Task';
+const PROCESS_SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
+
+type ProcStatus = 'created' | 'running' | 'stopped';
+
+class Proc {
+  pid = 0;
+  status: ProcStatus = 'created';
+  exitStatus = 0;
+  exitedAt: Date | null = null;
+  /** A start is in flight: its exit must wait for the start event. */
+  starting = false;
+  earlyExit: ExitEvent | null = null;
+  private resolveExit!: () => void;
+  readonly exited = new Promise<void>((r) => (this.resolveExit = r));
+
+  constructor(
+    readonly execId: string,
+    readonly io: ProcessIO,
+    readonly spec: Process | null,
+  ) {}
+
+  markExited(status: number): void {
+    if (this.status === 'stopped') return;
+    this.status = 'stopped';
+    this.exitStatus = status;
+    this.exitedAt = new Date();
+    this.resolveExit();
+  }
+}
+
+class Container {
+  readonly execs = new Map<string, Proc>();
+  pendingInitExit: ExitEvent | null = null;
+  constructor(
+    readonly id: string,
+    readonly bundle: string,
+    readonly init: Proc,
+    readonly conn: SandboxConnection,
+    readonly ownsPidNs: boolean,
+    readonly rootfsMounted: boolean,
+  ) {}
+}
+
+function rpcError(e: unknown): Error {
+  if (e instanceof RpcError) return e;
+  if (e instanceof EngineError) {
+    const code = { NotFound: Code.NOT_FOUND, AlreadyExists: Code.ALREADY_EXISTS, FailedPrecondition: Code.FAILED_PRECONDITION, InvalidArgument: Code.INVALID_ARGUMENT, Unavailable: Code.UNAVAILABLE, Internal: Code.UNKNOWN }[e.kind];
+    return new RpcError(code, e.message);
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function ts(d: Date | null): google.protobuf.ITimestamp | null {
+  return d ? timestamp(d.getTime()) : null;
+}
+
+export class TaskService {
+  private readonly containers = new Map<string, Container>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly events: EventPublisher,
+    private readonly namespace: string,
+    private readonly log: Logger,
+    private readonly onIdle: () => void,
+  ) {}
+
+  get size(): number {
+    return this.containers.size;
+  }
+
+  private container(id: string): Container {
+    const c = this.containers.get(id);
+    if (!c) throw RpcError.notFound(`container ${id} does not exist`);
+    return c;
+  }
+
+  private proc(id: string, execId: string | null | undefined): { c: Container; p: Proc } {
+    const c = this.container(id);
+    if (!execId) return { c, p: c.init };
+    const p = c.execs.get(execId);
+    if (!p) throw RpcError.notFound(`exec ${execId} does not exist in container ${id}`);
+    return { c, p };
+  }
+
+  async create(req: containerd.task.v2.CreateTaskRequest): Promise<containerd.task.v2.ICreateTaskResponse> {
+    const { id, bundle } = req;
+    if (this.containers.has(id)) throw RpcError.alreadyExists(`container ${id} already exists`);
+    const rootfs = path.join(bundle, 'rootfs');
+    mountRootfs(req.rootfs, rootfs);
+    let io: ProcessIO | null = null;
+    try {
+      io = await ProcessIO.open({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, { id, namespace: this.namespace });
+      const rec = await this.engine.create(id, bundle, { stdio: io.containerFds });
+      io.attach();
+      const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')) as Spec;
+      const ownsPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
+      const init = new Proc('', io, null);
+      init.pid = rec.pid;
+      const conn = this.engine.watch(id);
+      const c = new Container(id, bundle, init, conn, ownsPidNs, req.rootfs.length > 0);
+      conn.on('exit', (ev: ExitEvent) => void this.onExit(c, ev));
+      conn.on('close', () => this.log.warn({ id }, 'lost the connection to tsbox-sandbox'));
+      this.containers.set(id, c);
+      fs.writeFileSync(path.join(bundle, 'tsbox.json'), JSON.stringify({ root: this.engine.store.root }));
+      this.events.publish('/tasks/create', 'TaskCreate', E.TaskCreate, {
+        containerId: id,
+        bundle,
+        rootfs: req.rootfs,
+        io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+        checkpoint: req.checkpoint,
+        pid: rec.pid,
+      });
+      return { pid: rec.pid };
+    } catch (e) {
+      io?.close();
+      if (req.rootfs.length > 0) unmountRootfs(rootfs);
+      throw rpcError(e);
+    }
+  }
+
+  async start(req: containerd.task.v2.StartRequest): Promise<containerd.task.v2.IStartResponse> {
+    const { c, p } = this.proc(req.id, req.execId);
+    if (p.status !== 'created' || p.starting) throw RpcError.failedPrecondition(`cannot start a ${p.status} process`);
+    p.starting = true;
+    try {
+      if (!req.execId) {
+        await this.engine.start(c.id);
+        p.status = 'running';
+        this.events.publish('/tasks/start', 'TaskStart', E.TaskStart, { containerId: c.id, pid: p.pid });
+      } else {
+        if (c.init.status !== 'running' || c.pendingInitExit) throw RpcError.failedPrecondition(`container ${c.id} is not running`);
+        const res = await this.engine.exec(c.id, p.spec as Process, { execId: req.execId, stdio: p.io.containerFds });
+        res.conn.close();
+        p.io.attach();
+        p.pid = res.pid;
+        p.status = 'running';
+        this.events.publish('/tasks/exec-started', 'TaskExecStarted', E.TaskExecStarted, { containerId: c.id, execId: req.execId, pid: res.pid });
+      }
+    } catch (e) {
+      throw rpcError(e);
+    } finally {
+      p.starting = false;
+    }
+    if (p.earlyExit) {
+      const ev = p.earlyExit;
+      p.earlyExit = null;
+      void this.onExit(c, ev);
+    }
+    return { pid: p.pid };
+  }
+
+  private async onExit(c: Container, ev: ExitEvent): Promise<void> {
+    if (ev.container !== c.id) return;
+    const p = ev.exec ? c.execs.get(ev.exec) : c.init;
+    if (!p || p.status === 'stopped') return;
+    if (p.starting) {
+      p.earlyExit = ev;
+      return;
+    }
+    if (ev.exec) {
+      p.markExited(ev.status);
+      await p.io.drained(2000);
+      this.publishExit(c, p);
+      void this.finishInit(c);
+      return;
+    }
+    c.pendingInitExit = ev;
+    if (!c.ownsPidNs) {
+      // Nothing takes the execs down with the init: do what the pid namespace would.
+      await this.engine.kill(c.id, 9, true).catch(() => undefined);
+    }
+    await this.finishInit(c);
+  }
+
+  /** Publishes the init's exit once no exec of the container is still running. */
+  private async finishInit(c: Container): Promise<void> {
+    const ev = c.pendingInitExit;
+    if (!ev) return;
+    for (const e of c.execs.values()) if (e.status === 'running' || e.starting) return;
+    c.pendingInitExit = null;
+    await c.init.io.drained(2000);
+    c.init.markExited(ev.status);
+    this.publishExit(c, c.init);
+  }
+
+  private publishExit(c: Container, p: Proc): void {
+    this.events.publish('/tasks/exit', 'TaskExit', E.TaskExit, {
+      containerId: c.id,
+      id: p.execId || c.id,
+      pid: p.pid,
+      exitStatus: p.exitStatus,
+      exitedAt: ts(p.exitedAt),
+    });
+  }
+
+  state(req: containerd.task.v2.StateRequest): containerd.task.v2.IStateResponse {
+    const { c, p } = this.proc(req.id, req.execId);
+    const status = p.status === 'created' ? Status.CREATED : p.status === 'running' ? Status.RUNNING : Status.STOPPED;
+    const io = p.io.spec;
+    return {
+      id: c.id,
+      bundle: c.bundle,
+      pid: p.pid,
+      status,
+      stdin: io.stdin,
+      stdout: io.stdout,
+      stderr: io.stderr,
+      terminal: io.terminal,
+      exitStatus: p.exitStatus,
+      exitedAt: ts(p.exitedAt),
+      execId: req.execId,
+    };
+  }
+
+  async wait(req: containerd.task.v2.WaitRequest, signal: AbortSignal): Promise<containerd.task.v2.IWaitResponse> {
+    const { p } = this.proc(req.id, req.execId);
+    await Promise.race([
+      p.exited,
+      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })),
+    ]);
+    return { exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
+  }
+
+  async kill(req: containerd.task.v2.KillRequest): Promise<void> {
+    const { c, p } = this.proc(req.id, req.execId);
+    if (p.status === 'stopped' || (!req.execId && c.pendingInitExit)) throw RpcError.notFound('process already finished');
+    try {
+      if (!req.execId) await this.engine.kill(c.id, req.signal, req.all);
+      else if (p.status !== 'running') throw RpcError.failedPrecondition(`exec ${req.execId} has not started`);
+      else await this.engine.signalExec(c.id, req.execId, req.signal);
+    } catch (e) {
+      const err = rpcError(e);
+      if (err instanceof RpcError && err.code === Code.NOT_FOUND) throw RpcError.notFound('process already finished');
+      throw err;
+    }
+  }
+
+  async delete(req: containerd.task.v2.DeleteRequest): Promise<containerd.task.v2.IDeleteResponse> {
+    const { c, p } = this.proc(req.id, req.execId);
+    if (req.execId) {
+      if (p.status === 'running') throw RpcError.failedPrecondition(`cannot delete a running exec ${req.execId}`);
+      p.io.close();
+      c.execs.delete(req.execId);
+      return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
+    }
+    if (p.status === 'running' || c.pendingInitExit) throw new RpcError(Code.FAILED_PRECONDITION, 'cannot delete a running process');
+    try {
+      await this.engine.delete(c.id, true);
+    } catch (e) {
+      if (!(e instanceof EngineError && e.kind === 'NotFound')) throw rpcError(e);
+    }
+    if (p.status === 'created') p.markExited(137);
+    c.conn.removeAllListeners('close');
+    c.conn.close();
+    p.io.close();
+    for (const e of c.execs.values()) e.io.close();
+    if (c.rootfsMounted) unmountRootfs(path.join(c.bundle, 'rootfs'));
+    this.containers.delete(c.id);
+    this.events.publish('/tasks/delete', 'TaskDelete', E.TaskDelete, { containerId: c.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt), id: '' });
+    return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
+  }
+
+  async pids(req: containerd.task.v2.PidsRequest): Promise<containerd.task.v2.IPidsResponse> {
+    const c = this.container(req.id);
+    const pids = await this.engine.ps(c.id).catch((e: unknown) => {
+      throw rpcError(e);
+    });
+    const byPid = new Map([...c.execs].filter(([, p]) => p.status === 'running').map(([execId, p]) => [p.pid, execId]));
+    return {
+      processes: pids.map((pid) => {
+        const execId = byPid.get(pid);
+        return {
+          pid,
+          info: execId ? { type_url: 'containerd.runc.v1.ProcessDetails', value: containerd.runc.v1.ProcessDetails.encode({ execId }).finish() } : null,
+        };
+      }),
+    };
+  }
+
+  async exec(req: containerd.task.v2.ExecProcessRequest): Promise<void> {
+    const c = this.container(req.id);
+    if (c.execs.has(req.execId)) throw RpcError.alreadyExists(`exec ${req.execId} already exists in container ${c.id}`);
+    if (c.init.status !== 'running' || c.pendingInitExit) throw RpcError.failedPrecondition(`container ${c.id} must be running to exec`);
+    if (!req.spec || req.spec.type_url !== PROCESS_SPEC_TYPE) throw RpcError.invalidArgument(`exec spec must be ${PROCESS_SPEC_TYPE}`);
+    let spec: Process;
+    try {
+      spec = JSON.parse(Buffer.from(req.spec.value ?? new Uint8Array()).toString("utf8")) as Process;
+    } catch (e) {
+      throw RpcError.invalidArgument(`exec spec is not valid JSON: ${(e as Error).message}`);
+    }
+    spec.terminal = req.terminal;
+    // Reserve the id before the first await, so a duplicate cannot slip in.
+    const placeholder = new Proc(req.execId, new ProcessIO({ stdin: '', stdout: '', stderr: '', terminal: false }), spec);
+    c.execs.set(req.execId, placeholder);
+    try {
+      const io = await ProcessIO.open({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, { id: c.id, namespace: this.namespace });
+      c.execs.set(req.execId, new Proc(req.execId, io, spec));
+    } catch (e) {
+      c.execs.delete(req.execId);
+      throw rpcError(e);
+    }
+    this.events.publish('/tasks/exec-added', 'TaskExecAdded', E.TaskExecAdded, { containerId: c.id, execId: req.execId });
+  }
+
+  handlers(): ServiceMethods {
+    const empty = (): google.protobuf.IEmpty => ({});
+    const unimplemented = (what: string) => () => {
+      throw RpcError.unimplemented(`${what}: not implemented`);
+    };
+    const logged = <Q, R>(name: string, fn: (req: Q, signal: AbortSignal) => Promise<R> | R) => async (req: Q, ctx: { signal: AbortSignal }): Promise<R> => {
+      this.log.debug({ rpc: name, req }, 'rpc');
+      try {
+        return await fn(req, ctx.signal);
+      } catch (e) {
+        this.log.debug({ rpc: name, err: (e as Error).message }, 'rpc failed');
+        throw rpcError(e);
+      }
+    };
+    return {
+      State: unary(T.StateRequest, T.StateResponse, logged('State', (r: containerd.task.v2.StateRequest) => this.state(r))),
+      Create: unary(T.CreateTaskRequest, T.CreateTaskResponse, logged('Create', (r: containerd.task.v2.CreateTaskRequest) => this.create(r))),
+      Start: unary(T.StartRequest, T.StartResponse, logged('Start', (r: containerd.task.v2.StartRequest) => this.start(r))),
+      Delete: unary(T.DeleteRequest, T.DeleteResponse, logged('Delete', (r: containerd.task.v2.DeleteRequest) => this.delete(r))),
+      Pids: unary(T.PidsRequest, T.PidsResponse, logged('Pids', (r: containerd.task.v2.PidsRequest) => this.pids(r))),
+      Pause: unary(T.PauseRequest, Empty, unimplemented('Pause')),
+      Resume: unary(T.ResumeRequest, Empty, unimplemented('Resume')),
+      Checkpoint: unary(T.CheckpointTaskRequest, Empty, unimplemented('Checkpoint')),
+      Kill: unary(T.KillRequest, Empty, logged('Kill', async (r: containerd.task.v2.KillRequest) => (await this.kill(r), empty()))),
+      Exec: unary(T.ExecProcessRequest, Empty, logged('Exec', async (r: containerd.task.v2.ExecProcessRequest) => (await this.exec(r), empty()))),
+      ResizePty: unary(T.ResizePtyRequest, Empty, logged('ResizePty', (r: containerd.task.v2.ResizePtyRequest) => (this.proc(r.id, r.execId).p.io.resize(r.width, r.height), empty()))),
+      CloseIO: unary(T.CloseIORequest, Empty, logged('CloseIO', (r: containerd.task.v2.CloseIORequest) => (r.stdin && this.proc(r.id, r.execId).p.io.closeStdin(), empty()))),
+      Update: unary(T.UpdateTaskRequest, Empty, unimplemented('Update')),
+      Wait: unary(T.WaitRequest, T.WaitResponse, logged('Wait', (r: containerd.task.v2.WaitRequest, signal) => this.wait(r, signal))),
+      Stats: unary(T.StatsRequest, T.StatsResponse, unimplemented('Stats')),
+      Connect: unary(T.ConnectRequest, T.ConnectResponse, logged('Connect', (r: containerd.task.v2.ConnectRequest) => ({ shimPid: process.pid, taskPid: this.containers.get(r.id)?.init.pid ?? 0 }))),
+      Shutdown: unary(T.ShutdownRequest, Empty, logged('Shutdown', () => {
+        if (this.containers.size === 0) setImmediate(this.onIdle);
+        return empty();
+      })),
+    };
+  }
+}
+
