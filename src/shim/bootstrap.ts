@@ -37,14 +37,15 @@ function writeAtomic(file: string, data: string): void {
   fs.renameSync(tmp, file);
 }
 
-export function readOptions(): { configPath?: string; raw: Buffer } {
+/** The config file: named in the runtime options on stdin, else $TSBOX_CONFIG, else none. */
+export function readConfigPath(): string | undefined {
   let raw: Buffer;
   try {
     raw = fs.readFileSync(0);
   } catch {
     raw = Buffer.alloc(0);
   }
-  return { configPath: configPathFromOptions(decodeAny(raw)), raw };
+  return configPathFromOptions(decodeAny(raw)) ?? (process.env.TSBOX_CONFIG || undefined);
 }
 
 /** Spawns the daemon detached, stdio on /dev/null, and waits for "ready" on fd 3. */
@@ -77,7 +78,7 @@ function spawnDaemon(flags: ShimFlags, sock: string, bundle: string, configPath:
 
 export async function start(flags: ShimFlags, entry: string): Promise<string> {
   const bundle = flags.bundle || process.cwd();
-  const { configPath } = readOptions();
+  const configPath = readConfigPath();
   const cfg = loadConfig(configPath);
   let annotations: Record<string, string> | undefined;
   try {

@@ -135,7 +135,8 @@ export class ProcessIO {
     const master = native.recvFd(this.consoleEnd);
     fs.closeSync(this.consoleEnd);
     this.consoleEnd = null;
-    this.master = master;
+    // Streams close their fd when the pty hangs up; resizing keeps a descriptor of its own.
+    this.master = native.dup(master);
     const reader = new tty.ReadStream(master);
     const writer = new tty.WriteStream(native.dup(master));
     this.streams.push(reader, writer);
@@ -199,6 +200,7 @@ export class ProcessIO {
     this.stdinHolder = null;
     if (this.consoleEnd !== null) fs.closeSync(this.consoleEnd);
     this.consoleEnd = null;
+    if (this.master !== null) fs.closeSync(this.master);
     this.master = null;
     const logger = this.logger;
     if (logger && logger.exitCode === null) {

@@ -470,6 +470,9 @@ const PR_CAP_AMBIENT: libc::c_int = 47;
 const PR_CAP_AMBIENT_RAISE: libc::c_ulong = 2;
 
 fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterContext>) -> Result<()> {
+    // Only stdio crosses into the container's program (runc closes the rest too); done
+    // before any seccomp filter could refuse close_range.
+    crate::cloexec_from(3);
     for r in &p.rlimits {
         let lim = libc::rlimit { rlim_cur: r.soft.unwrap_or(libc::RLIM_INFINITY), rlim_max: r.hard.unwrap_or(libc::RLIM_INFINITY) };
         ok(unsafe { libc::setrlimit(r.resource as _, &lim) }, || format!("setrlimit {}", r.resource))

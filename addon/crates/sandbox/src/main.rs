@@ -47,7 +47,16 @@ fn sigchld_fd() -> Result<OwnedFd> {
     }
 }
 
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+
+/// Marks every fd from `first` on close-on-exec, so no descriptor a parent leaked to us
+/// can reach a container.
+pub fn cloexec_from(first: libc::c_uint) {
+    unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
+}
+
 fn serve(socket: &str) -> Result<()> {
+    cloexec_from(3);
     check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }, || "prctl PR_SET_CHILD_SUBREAPER".into())?;
     let sigfd = sigchld_fd()?;
     let listener = listen(socket)?;

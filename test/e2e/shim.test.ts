@@ -1,0 +1,223 @@
+/**
+ * containerd → containerd-shim-tsbox-v2 → engine, driven through `ctr` as a user types
+ * it. Where it helps, the same scenario runs under io.containerd.runc.v2 and the two are
+ * compared: runc-v2 is the expected behaviour.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ctr, ctrSpawn, rig, uniqueId, waitForLine, CONTAINERD_SCRIPT } from '../rig/rig';
+import { execFileSync } from 'node:child_process';
+
+const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
+const RUNC = ['--runtime', 'io.containerd.runc.v2'];
+const IMAGE = 'localhost/busybox:latest';
+
+/** A process that exists and is not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** `ctr run --rm` under a runtime; stdout, stderr, exit code. */
+function run(runtime: string[], args: string[], cmd: string[]) {
+  return ctr(['run', '--rm', ...runtime, ...args, IMAGE, uniqueId('t'), ...cmd]);
+}
+
+async function taskStatus(id: string): Promise<string | undefined> {
+  const ls = await ctr(['task', 'ls']);
+  return new RegExp(`^${id}\\s+\\d+\\s+(\\w+)`, 'm').exec(ls.stdout)?.[1];
+}
+
+/** Waits (by asking containerd) until the task reaches `status`. */
+async function until(id: string, status: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if ((await taskStatus(id)) === status) return;
+  }
+  throw new Error(`task ${id} never became ${status}`);
+}
+
+async function remove(id: string): Promise<void> {
+  await ctr(['task', 'kill', '-s', 'KILL', id]);
+  await until(id, 'STOPPED').catch(() => undefined);
+  await ctr(['task', 'rm', '-f', id]);
+  await ctr(['container', 'rm', id]);
+}
+
+describe('ctr run --runtime io.containerd.tsbox.v2', () => {
+  it('runs a container, prints its output and passes on exit codes 0 and 7', async () => {
+    expect(await run(TSBOX, [], ['sh', '-c', 'echo hello from $(cat /proc/1/comm)'])).toEqual({ code: 0, stdout: 'hello from sh\n', stderr: '' });
+    expect((await run(TSBOX, [], ['sh', '-c', 'exit 7'])).code).toBe(7);
+  });
+
+  it('sees what runc-v2 shows inside: env, cwd, read-only rootfs, capabilities, mounts', async () => {
+    const probe = ['sh', '-c', 'echo $FOO; pwd; id; grep -E "^Cap(Eff|Bnd)" /proc/self/status; touch /x 2>&1; cut -d" " -f2,3 /proc/mounts | sort; ls /dev'];
+    const args = ['--env', 'FOO=bar', '--cwd', '/tmp', '--read-only', '--cap-add', 'CAP_SYS_ADMIN', '--cap-drop', 'CAP_CHOWN'];
+    const mine = await run(TSBOX, args, probe);
+    const theirs = await run(RUNC, args, probe);
+    expect(mine.code).toBe(theirs.code);
+    expect(mine.stdout).toBe(theirs.stdout);
+    expect(mine.stdout).toMatch(/^bar\n\/tmp\n/);
+    expect(mine.stdout).toMatch(/Read-only file system/);
+  });
+
+  it('bind mounts with --mount and shares the host network with --net-host', async () => {
+    const dir = fs.mkdtempSync(path.join(rig().dir, 'mnt-'));
+    fs.writeFileSync(path.join(dir, 'hello'), 'from the host\n');
+    const r = await run(TSBOX, ['--mount', `type=bind,src=${dir},dst=/data,options=rbind:ro`, '--net-host'], ['sh', '-c', 'cat /data/hello; touch /data/x 2>&1; ls /sys/class/net | sort']);
+    const hostLinks = fs.readdirSync('/sys/class/net').sort().join('\n');
+    expect(r.stdout).toBe(`from the host\ntouch: /data/x: Read-only file system\n${hostLinks}\n`);
+  });
+
+  it('applies --privileged, --seccomp, --uidmap/--gidmap and --memory-limit as runc-v2 does', async () => {
+    const probe = ['sh', '-c', 'grep -E "^(CapEff|Seccomp|NoNewPrivs)" /proc/self/status; cat /proc/self/uid_map /proc/self/gid_map | tr -s " "'];
+    for (const args of [['--privileged'], ['--seccomp'], ['--uidmap', '0:300000:65536', '--gidmap', '0:300000:65536']]) {
+      const mine = await run(TSBOX, args, probe);
+      expect(mine).toEqual(await run(RUNC, args, probe));
+    }
+    const limit = await run(TSBOX, ['--memory-limit', String(32 << 20)], ['sh', '-c', 'grep memory /proc/self/cgroup']);
+    const cg = limit.stdout.trim().split(':')[2];
+    expect(cg).toMatch(/^\/default\/t-/);
+  });
+
+  it('observes its memory limit in the cgroup while running', async () => {
+    const id = uniqueId('mem');
+    expect((await ctr(['run', '-d', ...TSBOX, '--memory-limit', String(48 << 20), IMAGE, id, 'sleep', '60'])).code).toBe(0);
+    try {
+      expect(fs.readFileSync(`/sys/fs/cgroup/memory/default/${id}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(48 << 20));
+    } finally {
+      await remove(id);
+    }
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/default/${id}`)).toBe(false);
+  });
+
+  it('feeds stdin to the container and closes it at EOF', async () => {
+    const id = uniqueId('stdin');
+    const child = spawn('ctr', ['--address', rig().address, 'run', '--rm', ...TSBOX, IMAGE, id, 'sh', '-c', 'cat; echo " eof"'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const done = new Promise<number>((r) => child.on('close', (code) => r(code ?? -1)));
+    // ctr forwards stdin EOF only once the task exists (DESIGN.md §6).
+    await until(id, 'RUNNING');
+    child.stdin.end('abc');
+    expect(await done).toBe(0);
+    expect(out).toBe('abc eof\n');
+  });
+
+  it('runs -t under a pty: tty and the terminal size inside', async () => {
+    const id = uniqueId('tty');
+    // ctr sends the size only after the start: wait inside for a non-zero one.
+    const wait = 'while :; do stty size >/tmp/s 2>/dev/null; read s </tmp/s; [ -n "$s" ] && [ "$s" != "0 0" ] && break; done';
+    const cmd = `stty cols 100 rows 30; ctr --address ${rig().address} run -t --rm ${TSBOX.join(' ')} ${IMAGE} ${id} sh -c 'tty; ${wait}; echo size $s'`;
+    const out = execFileSync('script', ['-qc', cmd, '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30000 });
+    expect(out).toMatch(/\/dev\/pts\/0\r?\r\n/);
+    expect(out).toMatch(/size 30 100/);
+  });
+
+  it('run -d, exec (with and without -t), ps, TERM to a trapping shell, KILL, rm', async () => {
+    const id = uniqueId('life');
+    expect((await ctr(['run', '-d', ...TSBOX, IMAGE, id, 'sh', '-c', 'trap "exit 42" TERM; while true; do sleep 0.1; done'])).code).toBe(0);
+    expect(await taskStatus(id)).toBe('RUNNING');
+    const ex = await ctr(['task', 'exec', '--exec-id', 'e1', id, 'sh', '-c', 'echo beside $(cat /proc/1/comm); exit 5']);
+    expect(ex).toMatchObject({ code: 5, stdout: 'beside sh\n' });
+    const tty = execFileSync('script', ['-qc', `ctr --address ${rig().address} task exec -t --exec-id e2 ${id} tty`, '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    expect(tty).toMatch(/\/dev\/pts\/\d+/);
+    const ps = await ctr(['task', 'ps', id]);
+    expect(ps.stdout.split('\n')[0]).toMatch(/^PID\s+INFO/);
+    expect(ps.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(2);
+    expect((await ctr(['task', 'kill', '-s', 'TERM', id])).code).toBe(0);
+    await until(id, 'STOPPED');
+    const rm = await ctr(['task', 'rm', id]);
+    expect(rm.stderr).toMatch(/exit with non-zero exit code 42/);
+    expect((await ctr(['container', 'rm', id])).code).toBe(0);
+
+    const killed = uniqueId('kill');
+    await ctr(['run', '-d', ...TSBOX, IMAGE, killed, 'sleep', '60']);
+    await ctr(['task', 'kill', '-s', 'KILL', killed]);
+    await until(killed, 'STOPPED');
+    expect((await ctr(['task', 'rm', killed])).stderr).toMatch(/exit with non-zero exit code 137/);
+    await ctr(['container', 'rm', killed]);
+  });
+
+  it('publishes create, start, exit and delete in order', async () => {
+    const events = ctrSpawn(['events']);
+    try {
+      // `ctr events` is not subscribed the instant it starts: run until a run is seen whole.
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const id = uniqueId('ev');
+        const lines: string[] = [];
+        const collect = (c: Buffer) => lines.push(...c.toString().split('\n').filter((l) => l.includes(id)));
+        events.stdout?.on('data', collect);
+        await run(TSBOX, [], ['true']).then(() => undefined);
+        await ctr(['run', '--rm', ...TSBOX, IMAGE, id, 'true']);
+        await waitForLine(events, new RegExp(`/tasks/delete.*${id}`), 3000).catch(() => undefined);
+        events.stdout?.off('data', collect);
+        const topics = lines.map((l) => /\/tasks\/[a-z-]+/.exec(l)?.[0]).filter((t) => t !== undefined);
+        if (topics.length === 0) continue;
+        expect(topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
+        return;
+      }
+      throw new Error('ctr events never showed a whole run');
+    } finally {
+      events.kill();
+    }
+  });
+
+  it('writes both streams to --log-uri file://', async () => {
+    const log = path.join(rig().dir, 'logs', `${uniqueId('log')}.log`);
+    const r = await run(TSBOX, ['--log-uri', `file://${log}`], ['sh', '-c', 'echo out; echo err >&2']);
+    expect(r.code).toBe(0);
+    expect(fs.readFileSync(log, 'utf8').split('\n').sort()).toEqual(['', 'err', 'out']);
+  });
+
+  it('starts 12 containers in parallel', async () => {
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => run(TSBOX, [], ['sh', '-c', `echo ${i}`])));
+    expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 12 }, (_, i) => String(i)));
+    expect(results.every((r) => r.code === 0)).toBe(true);
+  });
+
+  it('keeps a container running across a containerd restart; exec and kill still work', async () => {
+    const id = uniqueId('restart');
+    await ctr(['run', '-d', ...TSBOX, IMAGE, id, 'sleep', '60']);
+    execFileSync(CONTAINERD_SCRIPT, ['restart', rig().dir]);
+    expect(await taskStatus(id)).toBe('RUNNING');
+    expect(await ctr(['task', 'exec', '--exec-id', 'after', id, 'echo', 'still here'])).toMatchObject({ code: 0, stdout: 'still here\n' });
+    await ctr(['task', 'kill', '-s', 'KILL', id]);
+    await until(id, 'STOPPED');
+    expect((await ctr(['task', 'rm', id])).code).toBe(0);
+    await ctr(['container', 'rm', id]);
+  });
+
+  it('cleans up through `delete` when the shim daemon is killed', async () => {
+    const id = uniqueId('orphan');
+    await ctr(['run', '-d', ...TSBOX, '--memory-limit', String(64 << 20), IMAGE, id, 'sleep', '60']);
+    const bundle = path.join(rig().dir, 'state', 'io.containerd.runtime.v2.task', 'default', id);
+    const address = fs.readFileSync(path.join(bundle, 'address'), 'utf8').replace('unix://', '');
+    const daemon = execFileSync('pgrep', ['-f', `containerd-shim-tsbox-v2 -namespace default -id .* -socket ${address}`], { encoding: 'utf8' }).trim().split('\n').map(Number);
+    const initPid = Number(/^\S+\s+(\d+)/m.exec((await ctr(['task', 'ls'])).stdout.split('\n').find((l) => l.startsWith(id)) ?? '')?.[1]);
+    expect(alive(initPid)).toBe(true);
+    for (const pid of daemon) process.kill(pid, 'SIGKILL');
+    // containerd notices the dead connection, runs `delete` (which kills the container),
+    // and forgets the task; the task may leave `ctr task ls` before `delete` is done.
+    for (let i = 0; i < 2000 && ((await taskStatus(id)) !== undefined || alive(initPid)); i++);
+    expect(await taskStatus(id)).toBeUndefined();
+    expect(alive(initPid)).toBe(false);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/default/${id}`)).toBe(false);
+    expect(fs.existsSync(path.join(rig().dir, 'tsbox', 'default', id))).toBe(false);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(`${id}/rootfs`);
+    await ctr(['container', 'rm', id]);
+  });
+
+  it('says clearly what is wrong with a bad mount and leaves nothing', async () => {
+    const id = uniqueId('bad');
+    const r = await ctr(['run', '--rm', ...TSBOX, '--mount', 'type=bind,src=/nonexistent/dir,dst=/data,options=rbind', IMAGE, id, 'true']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/mounts\[\d+\] \(\/data\): bind source \/nonexistent\/dir: ENOENT/);
+    expect(fs.existsSync(path.join(rig().dir, 'tsbox', 'default', id))).toBe(false);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(`${id}/rootfs`);
+    await ctr(['container', 'rm', id]);
+  });
+});
