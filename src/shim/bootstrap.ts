@@ -10,7 +10,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { Reader, Writer } from 'protobufjs/minimal';
 import { native } from '../native/addon';
+import { encodeFrame, FrameDecoder, MessageType } from '../ttrpc/frame';
 import { configPathFromOptions, decodeAny, groupKey, loadConfig, ShimConfig } from './config';
 import type { ShimFlags } from './flags';
 
@@ -20,14 +22,40 @@ export function daemonSocket(cfg: ShimConfig, flags: ShimFlags, group: string): 
   return path.join(cfg.root, 's', hash);
 }
 
-function canConnect(sock: string): Promise<boolean> {
+export const SHIM_SERVICE = 'tsbox.shim.v1.Shim';
+
+/**
+ * Asks a group's daemon to keep serving: it reserves `id` (until that container's Create
+ * or a timeout) so a Shutdown racing with this start cannot make it exit. One ttrpc call,
+ * encoded with protobufjs's minimal writer to keep the start path light. False when no
+ * daemon answers (none, or one already on its way out).
+ */
+export function reserve(sock: string, id: string): Promise<boolean> {
   return new Promise((resolve) => {
     const c = net.createConnection(sock);
-    c.once('connect', () => {
+    const done = (ok: boolean) => {
       c.destroy();
-      resolve(true);
+      resolve(ok);
+    };
+    const request = Writer.create().uint32(10).string(SHIM_SERVICE).uint32(18).string('Reserve').uint32(26).bytes(Buffer.from(id)).finish();
+    c.once('connect', () => c.write(encodeFrame(1, MessageType.Request, 0, request)));
+    const decoder = new FrameDecoder();
+    c.on('data', (chunk: Buffer) => {
+      for (const f of decoder.push(chunk)) {
+        if (f.kind !== 'frame') return done(false);
+        // A Response with a status (field 1) is an error; an empty one or payload-only is OK.
+        const r = Reader.create(f.data);
+        let failed = false;
+        while (r.pos < r.len) {
+          const tag = r.uint32();
+          if (tag >>> 3 === 1) failed = true;
+          r.skipType(tag & 7);
+        }
+        done(!failed);
+      }
     });
-    c.once('error', () => resolve(false));
+    c.once('error', () => done(false));
+    c.once('close', () => done(false));
   });
 }
 
@@ -92,7 +120,7 @@ export async function start(flags: ShimFlags, entry: string): Promise<string> {
   const lockFd = fs.openSync(`${sock}.lock`, 'a', 0o600);
   try {
     await native.flockExclusive(lockFd);
-    if (!(await canConnect(sock))) {
+    if (!(await reserve(sock, flags.id))) {
       fs.rmSync(sock, { force: true });
       await spawnDaemon(flags, sock, bundle, configPath, entry);
     }

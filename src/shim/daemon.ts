@@ -7,13 +7,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import pino, { Logger } from 'pino';
-import { Server } from '../ttrpc';
+import { RpcError, Server } from '../ttrpc';
 import { Engine } from '../sandbox/engine';
 import { native } from '../native/addon';
 import { loadConfig } from './config';
 import { EventPublisher } from './events';
 import type { ShimFlags } from './flags';
 import { TASK_SERVICE, TaskService } from './task-service';
+import { SHIM_SERVICE } from './bootstrap';
+
+/** How long a reservation from `start` waits for its container's Create. */
+const RESERVATION_MS = 60_000;
 
 /** A pino destination that never blocks or throws: a full or readerless FIFO drops lines. */
 function fifoDestination(file: string): { write(s: string): void } {
@@ -56,33 +60,67 @@ export async function serve(flags: ShimFlags): Promise<void> {
     const events = new EventPublisher((process.env.TTRPC_ADDRESS ?? '').replace(/^unix:\/\//, ''), flags.namespace, log);
     const server = new Server(log);
     const socket = flags.socket;
+    // Containers on their way to us: a `start` reserved them; Create (or a timeout) ends it.
+    const reservations = new Map<string, NodeJS.Timeout>();
     let exiting = false;
-    const exit = async (why: string) => {
-      if (exiting) return;
+    const idle = () => service.size === 0 && reservations.size === 0;
+    const maybeExit = async (why: string) => {
+      if (exiting || !idle()) return;
       exiting = true;
-      log?.info({ why }, 'shim daemon exiting');
-      // Socket first, under the group's start lock: a new `start` spawns a fresh daemon
-      // rather than attaching to this one.
+      // Decide under the group's start lock: a `start` either reserved before we looked
+      // (we stay) or finds no socket after (it spawns a fresh daemon).
       const lockFd = fs.openSync(`${socket}.lock`, 'a', 0o600);
       try {
         await native.flockExclusive(lockFd);
+        if (!idle()) {
+          exiting = false;
+          return;
+        }
         fs.rmSync(socket, { force: true });
       } finally {
         fs.closeSync(lockFd);
       }
+      log?.info({ why }, 'shim daemon exiting');
       await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000).unref())]);
       await events.drain(5000);
       events.close();
       process.exit(0);
     };
-    const service = new TaskService(engine, events, flags.namespace, log, () => {
-      if (service.size === 0) void exit('last task deleted and Shutdown received');
+    const reserve = (id: string) => {
+      clearTimeout(reservations.get(id));
+      reservations.set(
+        id,
+        setTimeout(() => {
+          reservations.delete(id);
+          void maybeExit(`no Create for ${id} within ${RESERVATION_MS / 1000}s`);
+        }, RESERVATION_MS),
+      );
+    };
+    const release = (id: string) => {
+      clearTimeout(reservations.get(id));
+      reservations.delete(id);
+    };
+    const service: TaskService = new TaskService(engine, events, flags.namespace, log, {
+      idle: () => void maybeExit('last task deleted and Shutdown received'),
+      created: release,
     });
+    server.register(SHIM_SERVICE, {
+      Reserve: (payload) => {
+        if (exiting) throw RpcError.unavailable('shim daemon is exiting');
+        reserve(Buffer.from(payload).toString());
+        return new Uint8Array();
+      },
+    });
+    reserve(flags.id);
     server.register(TASK_SERVICE, service.handlers());
     await server.listen(socket);
     fs.chmodSync(socket, 0o600);
-    process.on('SIGTERM', () => void exit('SIGTERM'));
-    process.on('SIGINT', () => void exit('SIGINT'));
+    const stop = (sig: string) => {
+      log?.info({ sig }, 'shim daemon stopping on signal');
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
     log.info({ socket, bundle }, 'shim daemon serving');
     signalReady('ready');
   } catch (e) {

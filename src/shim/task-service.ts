@@ -93,7 +93,7 @@ export class TaskService {
     private readonly events: EventPublisher,
     private readonly namespace: string,
     private readonly log: Logger,
-    private readonly onIdle: () => void,
+    private readonly hooks: { idle(): void; created(id: string): void },
   ) {}
 
   get size(): number {
@@ -115,8 +115,17 @@ export class TaskService {
   }
 
   async create(req: containerd.task.v2.CreateTaskRequest): Promise<containerd.task.v2.ICreateTaskResponse> {
-    const { id, bundle } = req;
+    const { id } = req;
     if (this.containers.has(id)) throw RpcError.alreadyExists(`container ${id} already exists`);
+    try {
+      return await this.createTask(req);
+    } finally {
+      this.hooks.created(id);
+    }
+  }
+
+  private async createTask(req: containerd.task.v2.CreateTaskRequest): Promise<containerd.task.v2.ICreateTaskResponse> {
+    const { id, bundle } = req;
     const rootfs = path.join(bundle, 'rootfs');
     mountRootfs(req.rootfs, rootfs);
     let io: ProcessIO | null = null;
@@ -276,13 +285,13 @@ export class TaskService {
       return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
     }
     if (p.status === 'running' || c.pendingInitExit) throw new RpcError(Code.FAILED_PRECONDITION, 'cannot delete a running process');
+    c.conn.removeAllListeners('close'); // the sandbox is about to go: that is no loss
     try {
       await this.engine.delete(c.id, true);
     } catch (e) {
       if (!(e instanceof EngineError && e.kind === 'NotFound')) throw rpcError(e);
     }
     if (p.status === 'created') p.markExited(137);
-    c.conn.removeAllListeners('close');
     c.conn.close();
     p.io.close();
     for (const e of c.execs.values()) e.io.close();
@@ -366,7 +375,7 @@ export class TaskService {
       Stats: unary(T.StatsRequest, T.StatsResponse, unimplemented('Stats')),
       Connect: unary(T.ConnectRequest, T.ConnectResponse, logged('Connect', (r: containerd.task.v2.ConnectRequest) => ({ shimPid: process.pid, taskPid: this.containers.get(r.id)?.init.pid ?? 0 }))),
       Shutdown: unary(T.ShutdownRequest, Empty, logged('Shutdown', () => {
-        if (this.containers.size === 0) setImmediate(this.onIdle);
+        if (this.containers.size === 0) setImmediate(() => this.hooks.idle());
         return empty();
       })),
     };

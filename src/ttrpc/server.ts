@@ -142,8 +142,9 @@ class Connection {
     sock.on('error', () => undefined);
   }
 
+  /** Closes once every answer is flushed; the peer need not close its side first. */
   closeIfIdle(): void {
-    if (this.inflight.size === 0) this.sock.end();
+    if (this.inflight.size === 0) this.sock.end(() => this.sock.destroy());
   }
 
   destroy(): void {

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ctr, ctrSpawn, rig, uniqueId, waitForLine, CONTAINERD_SCRIPT } from '../rig/rig';
+import { ctr, ctrSpawn, rig, uniqueId, waitForLine, CONTAINERD_SCRIPT, PROJECT_ROOT } from '../rig/rig';
 import { execFileSync } from 'node:child_process';
 
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
@@ -177,6 +177,32 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     const results = await Promise.all(Array.from({ length: 12 }, (_, i) => run(TSBOX, [], ['sh', '-c', `echo ${i}`])));
     expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 12 }, (_, i) => String(i)));
     expect(results.every((r) => r.code === 0)).toBe(true);
+  });
+
+  it('serves a namespace from one daemon that exits after its last task', async () => {
+    const ns = `tsbox-${uniqueId('ns')}`;
+    await ctr(['images', 'import', path.join(PROJECT_ROOT, 'build', 'images', 'busybox.tar')], { namespace: ns });
+    const daemons = () => {
+      try {
+        return execFileSync('pgrep', ['-f', `containerd-shim-tsbox-v2 -namespace ${ns} `], { encoding: 'utf8' }).trim().split('\n');
+      } catch {
+        return [];
+      }
+    };
+    const a = uniqueId('a');
+    const b = uniqueId('b');
+    await ctr(['run', '-d', ...TSBOX, IMAGE, a, 'sleep', '60'], { namespace: ns });
+    await ctr(['run', '-d', ...TSBOX, IMAGE, b, 'sleep', '60'], { namespace: ns });
+    expect(daemons()).toHaveLength(1);
+    for (const id of [a, b]) {
+      await ctr(['task', 'kill', '-s', 'KILL', id], { namespace: ns });
+      for (let i = 0; i < 2000 && !/STOPPED/.test((await ctr(['task', 'ls'], { namespace: ns })).stdout.split('\n').find((l) => l.startsWith(id)) ?? ''); i++);
+      await ctr(['task', 'rm', id], { namespace: ns });
+      await ctr(['container', 'rm', id], { namespace: ns });
+    }
+    for (let i = 0; i < 2000 && daemons().length > 0; i++) await new Promise((r) => setImmediate(r));
+    expect(daemons()).toEqual([]);
+    await ctr(['images', 'rm', IMAGE], { namespace: ns });
   });
 
   it('keeps a container running across a containerd restart; exec and kill still work', async () => {
