@@ -127,6 +127,8 @@ export interface ContainerPlan {
   sysctls: { key: string; value: string }[];
   oomScoreAdj: number | null;
   cgroupProcs: string[];
+  /** [cgroup version, memory cgroup directory] to watch for OOM kills. */
+  oomWatch: [number, string] | null;
   pauseForHooks: boolean;
   hooks: { createContainer: HookPlan[]; startContainer: HookPlan[] };
   hookState: State;
@@ -155,6 +157,8 @@ export interface PlanContext {
   /** What a `cgroup` mount shows; empty means the host's hierarchy is not exposed. */
   cgroupViews: CgroupView[];
   cgroupVersion: 1 | 2;
+  /** The container's memory cgroup directory, when there is one to watch. */
+  memoryCgroup?: string;
 }
 
 function isAbs(p: string): boolean {
@@ -551,6 +555,7 @@ export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
     sysctls: Object.entries(linux.sysctl ?? {}).map(([key, value]) => ({ key, value })),
     oomScoreAdj: oomScoreAdj ?? null,
     cgroupProcs: ctx.cgroupProcs,
+    oomWatch: ctx.memoryCgroup ? [ctx.cgroupVersion, ctx.memoryCgroup] : null,
     pauseForHooks: prestart.length + createRuntime.length > 0,
     hooks: {
       createContainer: planHooks(spec.hooks?.createContainer, 'createContainer'),

@@ -9,6 +9,15 @@ import * as path from 'node:path';
 import type { Resources } from '../oci/spec';
 import type { CgroupView } from '../oci/plan';
 import { EngineError } from './errors';
+import { readStats, Stats } from './cgroup-stats';
+
+function read(dir: string, file: string): string {
+  try {
+    return fs.readFileSync(path.join(dir, file), 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 export interface Hierarchy {
   version: 1 | 2;
@@ -299,6 +308,35 @@ export class CgroupManager {
       if (w.file === 'memory.memsw.limit_in_bytes' && !fs.existsSync(file)) continue; // no swap accounting
       writeFile(file, w.value, w.field);
     }
+  }
+
+  /** The container's directory in the v1 hierarchy holding `controller`. */
+  dirFor(rec: CgroupRecord, controller: string): string | undefined {
+    if (rec.version === 2) return rec.dirs[0]?.dir;
+    return rec.dirs.find((d) => this.hierarchies.find((h) => h.mountpoint === d.hierarchy)?.controllers.includes(controller))?.dir;
+  }
+
+  stats(rec: CgroupRecord): Stats {
+    return readStats(rec, (c) => this.dirFor(rec, c));
+  }
+
+  /**
+   * Freezes or thaws every process of the cgroup and resolves once the kernel says it is
+   * done (v1 freezer.state FREEZING → FROZEN; v2 cgroup.events "frozen 1").
+   */
+  async freeze(rec: CgroupRecord, frozen: boolean): Promise<void> {
+    const dir = this.dirFor(rec, 'freezer');
+    if (!dir) throw new EngineError('FailedPrecondition', 'no freezer cgroup: pause is not available', { field: 'linux.cgroupsPath' });
+    const [file, value, done] =
+      rec.version === 2
+        ? ['cgroup.freeze', frozen ? '1' : '0', () => read(dir, 'cgroup.events').includes(`frozen ${frozen ? 1 : 0}`)]
+        : ['freezer.state', frozen ? 'FROZEN' : 'THAWED', () => read(dir, 'freezer.state').trim() === (frozen ? 'FROZEN' : 'THAWED')];
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      writeFile(path.join(dir, file), value, 'linux.cgroupsPath');
+      if (done()) return;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    throw new EngineError('Internal', `cgroup ${dir} did not become ${frozen ? 'frozen' : 'thawed'}`, { step: `write ${file}` });
   }
 
   procsFiles(rec: CgroupRecord): string[] {

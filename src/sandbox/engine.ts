@@ -8,7 +8,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import type { Process, Spec, State } from '../oci/spec';
+import type { Process, Resources, Spec, State } from '../oci/spec';
+import type { Stats } from './cgroup-stats';
 import { planContainer, planProcess, PlanError } from '../oci/plan';
 import { CgroupManager, resolveCgroupsPath } from './cgroups';
 import { EngineError } from './errors';
@@ -133,6 +134,7 @@ export class Engine {
               cgroupProcs: this.cgroups.procsFiles(cgroup),
               cgroupViews: this.cgroups.views(cgroup),
               cgroupVersion: cgroup.version,
+              memoryCgroup: this.cgroups.dirFor(cgroup, 'memory'),
             });
           } catch (e) {
             throw planFailure(e);
@@ -284,6 +286,8 @@ export class Engine {
     } finally {
       conn.close();
     }
+    // A frozen process only dies once thawed (runc thaws after SIGKILL too).
+    if (rec.status === 'paused' && signal === 9 && rec.cgroup) await this.cgroups.freeze(rec.cgroup, false).catch(() => undefined);
   }
 
   /** Resolves with the init's exit status once it has exited. */
@@ -313,6 +317,45 @@ export class Engine {
   async ps(id: string): Promise<number[]> {
     const rec = await this.load(id);
     return rec.cgroup ? this.cgroups.pids(rec.cgroup) : [];
+  }
+
+  private cgroupOf(rec: ContainerRecord) {
+    if (!rec.cgroup) throw EngineError.notFound(`container ${rec.id} has no cgroup`);
+    return rec.cgroup;
+  }
+
+  async stats(id: string): Promise<Stats> {
+    const rec = await this.load(id);
+    return this.cgroups.stats(this.cgroupOf(rec));
+  }
+
+  /** New limits on a live container (CRI's UpdateContainerResources). */
+  async update(id: string, resources: Resources): Promise<void> {
+    await this.store.locked(id, async () => {
+      const rec = await this.load(id);
+      expectStatus(id, rec.status, ['created', 'running', 'paused'], 'update');
+      this.cgroups.apply(this.cgroupOf(rec), resources);
+    });
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.store.locked(id, async () => {
+      const rec = await this.load(id);
+      expectStatus(id, rec.status, ['running'], 'pause');
+      await this.cgroups.freeze(this.cgroupOf(rec), true);
+      rec.status = transition(id, rec.status, 'paused', 'pause');
+      this.store.write(rec);
+    });
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.store.locked(id, async () => {
+      const rec = await this.load(id);
+      expectStatus(id, rec.status, ['paused'], 'resume');
+      await this.cgroups.freeze(this.cgroupOf(rec), false);
+      rec.status = transition(id, rec.status, 'running', 'resume');
+      this.store.write(rec);
+    });
   }
 
   /** A lasting connection to the container's sandbox: its 'exit' events are every exit. */

@@ -158,6 +158,10 @@ export class SandboxConnection extends EventEmitter {
       } catch {
         continue;
       }
+      if (msg.event === 'oom') {
+        this.emit('oom', msg.container);
+        continue;
+      }
       if (msg.event === 'exit') {
         this.emit('exit', { container: msg.container, exec: msg.exec ?? null, pid: msg.pid, status: msg.status } as ExitEvent);
         continue;

@@ -13,12 +13,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { containerd, google, timestamp } from '../proto';
+import { containerd, google, io, timestamp } from '../proto';
 import { Code, RpcError, ServiceMethods, unary } from '../ttrpc';
 import { Engine } from '../sandbox/engine';
 import { EngineError } from '../sandbox/errors';
 import type { ExitEvent, SandboxConnection } from '../sandbox/sandbox-process';
-import type { Process, Spec } from '../oci/spec';
+import type { Process, Resources, Spec } from '../oci/spec';
 import { EventPublisher } from './events';
 import { ProcessIO } from './io';
 import { mountRootfs, unmountRootfs } from './rootfs';
@@ -30,6 +30,7 @@ const Empty = google.protobuf.Empty;
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
 const PROCESS_SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
+const RESOURCES_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 
 type ProcStatus = 'created' | 'running' | 'stopped';
 
@@ -61,6 +62,7 @@ class Proc {
 
 class Container {
   readonly execs = new Map<string, Proc>();
+  freezer: 'thawed' | 'pausing' | 'paused' = 'thawed';
   pendingInitExit: ExitEvent | null = null;
   constructor(
     readonly id: string,
@@ -140,6 +142,8 @@ export class TaskService {
       const conn = this.engine.watch(id);
       const c = new Container(id, bundle, init, conn, ownsPidNs, req.rootfs.length > 0);
       conn.on('exit', (ev: ExitEvent) => void this.onExit(c, ev));
+      // Queued at once: it precedes the exit it caused (CRI reads it as OOMKilled).
+      conn.on('oom', (container: string) => container === id && this.events.publish('/tasks/oom', 'TaskOOM', E.TaskOOM, { containerId: id }));
       conn.on('close', () => this.log.warn({ id }, 'lost the connection to tsbox-sandbox'));
       this.containers.set(id, c);
       fs.writeFileSync(path.join(bundle, 'tsbox.json'), JSON.stringify({ root: this.engine.store.root }));
@@ -219,6 +223,7 @@ export class TaskService {
     if (!ev) return;
     for (const e of c.execs.values()) if (e.status === 'running' || e.starting) return;
     c.pendingInitExit = null;
+    c.freezer = 'thawed';
     await c.init.io.drained(2000);
     c.init.markExited(ev.status);
     this.publishExit(c, c.init);
@@ -236,7 +241,8 @@ export class TaskService {
 
   state(req: containerd.task.v2.StateRequest): containerd.task.v2.IStateResponse {
     const { c, p } = this.proc(req.id, req.execId);
-    const status = p.status === 'created' ? Status.CREATED : p.status === 'running' ? Status.RUNNING : Status.STOPPED;
+    let status = p.status === 'created' ? Status.CREATED : p.status === 'running' ? Status.RUNNING : Status.STOPPED;
+    if (p.status === 'running' && c.freezer !== 'thawed') status = c.freezer === 'paused' ? Status.PAUSED : Status.PAUSING;
     const io = p.io.spec;
     return {
       id: c.id,
@@ -322,6 +328,7 @@ export class TaskService {
     const c = this.container(req.id);
     if (c.execs.has(req.execId)) throw RpcError.alreadyExists(`exec ${req.execId} already exists in container ${c.id}`);
     if (c.init.status !== 'running' || c.pendingInitExit) throw RpcError.failedPrecondition(`container ${c.id} must be running to exec`);
+    if (c.freezer !== 'thawed') throw RpcError.failedPrecondition(`container ${c.id} is paused: resume it to exec`);
     if (!req.spec || req.spec.type_url !== PROCESS_SPEC_TYPE) throw RpcError.invalidArgument(`exec spec must be ${PROCESS_SPEC_TYPE}`);
     let spec: Process;
     try {
@@ -341,6 +348,54 @@ export class TaskService {
       throw rpcError(e);
     }
     this.events.publish('/tasks/exec-added', 'TaskExecAdded', E.TaskExecAdded, { containerId: c.id, execId: req.execId });
+  }
+
+  async pause(req: containerd.task.v2.PauseRequest): Promise<void> {
+    const c = this.container(req.id);
+    if (c.freezer !== 'thawed') throw RpcError.failedPrecondition(`container ${c.id} is already paused`);
+    c.freezer = 'pausing';
+    try {
+      await this.engine.pause(c.id);
+      c.freezer = 'paused';
+    } catch (e) {
+      c.freezer = 'thawed';
+      throw rpcError(e);
+    }
+    this.events.publish('/tasks/paused', 'TaskPaused', E.TaskPaused, { containerId: c.id });
+  }
+
+  async resume(req: containerd.task.v2.ResumeRequest): Promise<void> {
+    const c = this.container(req.id);
+    if (c.freezer !== 'paused') throw RpcError.failedPrecondition(`container ${c.id} is not paused`);
+    await this.engine.resume(c.id).catch((e: unknown) => {
+      throw rpcError(e);
+    });
+    c.freezer = 'thawed';
+    this.events.publish('/tasks/resumed', 'TaskResumed', E.TaskResumed, { containerId: c.id });
+  }
+
+  async stats(req: containerd.task.v2.StatsRequest): Promise<containerd.task.v2.IStatsResponse> {
+    const c = this.container(req.id);
+    const s = await this.engine.stats(c.id).catch((e: unknown) => {
+      throw rpcError(e);
+    });
+    const value = s.version === 1 ? io.containerd.cgroups.v1.Metrics.encode(s.metrics).finish() : io.containerd.cgroups.v2.Metrics.encode(s.metrics).finish();
+    return { stats: { type_url: `io.containerd.cgroups.v${s.version}.Metrics`, value } };
+  }
+
+  async update(req: containerd.task.v2.UpdateTaskRequest): Promise<void> {
+    const c = this.container(req.id);
+    if (!req.resources || req.resources.type_url !== RESOURCES_TYPE) throw RpcError.invalidArgument(`resources must be ${RESOURCES_TYPE}`);
+    let resources: Resources;
+    try {
+      resources = JSON.parse(Buffer.from(req.resources.value ?? new Uint8Array()).toString('utf8')) as Resources;
+    } catch (e) {
+      throw RpcError.invalidArgument(`resources are not valid JSON: ${(e as Error).message}`);
+    }
+    if (c.init.status === 'stopped') throw RpcError.failedPrecondition(`container ${c.id} is stopped`);
+    await this.engine.update(c.id, resources).catch((e: unknown) => {
+      throw rpcError(e);
+    });
   }
 
   handlers(): ServiceMethods {
@@ -363,16 +418,16 @@ export class TaskService {
       Start: unary(T.StartRequest, T.StartResponse, logged('Start', (r: containerd.task.v2.StartRequest) => this.start(r))),
       Delete: unary(T.DeleteRequest, T.DeleteResponse, logged('Delete', (r: containerd.task.v2.DeleteRequest) => this.delete(r))),
       Pids: unary(T.PidsRequest, T.PidsResponse, logged('Pids', (r: containerd.task.v2.PidsRequest) => this.pids(r))),
-      Pause: unary(T.PauseRequest, Empty, unimplemented('Pause')),
-      Resume: unary(T.ResumeRequest, Empty, unimplemented('Resume')),
+      Pause: unary(T.PauseRequest, Empty, logged('Pause', async (r: containerd.task.v2.PauseRequest) => (await this.pause(r), empty()))),
+      Resume: unary(T.ResumeRequest, Empty, logged('Resume', async (r: containerd.task.v2.ResumeRequest) => (await this.resume(r), empty()))),
       Checkpoint: unary(T.CheckpointTaskRequest, Empty, unimplemented('Checkpoint')),
       Kill: unary(T.KillRequest, Empty, logged('Kill', async (r: containerd.task.v2.KillRequest) => (await this.kill(r), empty()))),
       Exec: unary(T.ExecProcessRequest, Empty, logged('Exec', async (r: containerd.task.v2.ExecProcessRequest) => (await this.exec(r), empty()))),
       ResizePty: unary(T.ResizePtyRequest, Empty, logged('ResizePty', (r: containerd.task.v2.ResizePtyRequest) => (this.proc(r.id, r.execId).p.io.resize(r.width, r.height), empty()))),
       CloseIO: unary(T.CloseIORequest, Empty, logged('CloseIO', (r: containerd.task.v2.CloseIORequest) => (r.stdin && this.proc(r.id, r.execId).p.io.closeStdin(), empty()))),
-      Update: unary(T.UpdateTaskRequest, Empty, unimplemented('Update')),
+      Update: unary(T.UpdateTaskRequest, Empty, logged('Update', async (r: containerd.task.v2.UpdateTaskRequest) => (await this.update(r), empty()))),
       Wait: unary(T.WaitRequest, T.WaitResponse, logged('Wait', (r: containerd.task.v2.WaitRequest, signal) => this.wait(r, signal))),
-      Stats: unary(T.StatsRequest, T.StatsResponse, unimplemented('Stats')),
+      Stats: unary(T.StatsRequest, T.StatsResponse, logged('Stats', (r: containerd.task.v2.StatsRequest) => this.stats(r))),
       Connect: unary(T.ConnectRequest, T.ConnectResponse, logged('Connect', (r: containerd.task.v2.ConnectRequest) => ({ shimPid: process.pid, taskPid: this.containers.get(r.id)?.init.pid ?? 0 }))),
       Shutdown: unary(T.ShutdownRequest, Empty, logged('Shutdown', () => {
         if (this.containers.size === 0) setImmediate(() => this.hooks.idle());

@@ -173,6 +173,18 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     expect(fs.readFileSync(log, 'utf8').split('\n').sort()).toEqual(['', 'err', 'out']);
   });
 
+  it('hands stdout and stderr to a binary:// logger', async () => {
+    const base = path.join(rig().dir, 'logs', uniqueId('bin'));
+    fs.mkdirSync(path.dirname(base), { recursive: true });
+    const logger = path.join(PROJECT_ROOT, 'test', 'tools', 'logger.sh');
+    const r = await run(TSBOX, ['--log-uri', `binary://${logger}?out=${base}.out&err=${base}.err`], ['sh', '-c', 'echo to-out; echo to-err >&2']);
+    expect(r.code).toBe(0);
+    // The logger finishes its copies when the container's end of the pipes closes.
+    const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '');
+    for (let i = 0; i < 5000 && (read(`${base}.out`) === '' || read(`${base}.err`) === ''); i++) await new Promise((res) => setImmediate(res));
+    expect([read(`${base}.out`), read(`${base}.err`)]).toEqual(['to-out\n', 'to-err\n']);
+  });
+
   it('starts 12 containers in parallel', async () => {
     const results = await Promise.all(Array.from({ length: 12 }, (_, i) => run(TSBOX, [], ['sh', '-c', `echo ${i}`])));
     expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 12 }, (_, i) => String(i)));

@@ -7,6 +7,7 @@
 
 mod hooks;
 mod init;
+mod oom;
 mod plan;
 mod seccomp;
 mod server;
@@ -78,12 +79,23 @@ fn serve(socket: &str) -> Result<()> {
             libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         pfds.extend(clients.iter().map(|c| libc::pollfd { fd: c.raw(), events: libc::POLLIN, revents: 0 }));
+        let ooms = sandbox.oom_fds();
+        let first_oom = pfds.len();
+        pfds.extend(ooms.iter().map(|(fd, _)| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }));
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
         if n < 0 {
             if tsbox_sys::last_errno() == libc::EINTR {
                 continue;
             }
             return Err(tsbox_sys::SysError::last("poll"));
+        }
+        // OOM before exits: an OOM kill's notification is ready no later than the SIGCHLD
+        // of its victim, so in the same round the oom event goes out first.
+        for (i, (_, id)) in ooms.iter().enumerate() {
+            if pfds[first_oom + i].revents != 0 {
+                let ev = sandbox.oom_fired(id);
+                broadcast(&mut clients, ev.into_iter().collect());
+            }
         }
         // Clients are only marked dead while pfds indexes into `clients`, and dropped at
         // the end of the round, so the two stay in step.
@@ -92,7 +104,7 @@ fn serve(socket: &str) -> Result<()> {
             while unsafe { libc::read(sigfd.as_raw_fd(), info.as_mut_ptr() as *mut libc::c_void, info.len()) } > 0 {}
             broadcast(&mut clients, sandbox.reap());
         }
-        for (i, pfd) in pfds.iter().enumerate().skip(2) {
+        for (i, pfd) in pfds.iter().enumerate().take(first_oom).skip(2) {
             if pfd.revents == 0 {
                 continue;
             }

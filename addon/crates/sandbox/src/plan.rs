@@ -34,6 +34,8 @@ pub struct ContainerPlan {
     pub oom_score_adj: Option<i32>,
     /// `cgroup.procs` files the init joins before any of its own code runs.
     pub cgroup_procs: Vec<String>,
+    /// Where to watch for OOM kills: cgroup version and the memory cgroup directory.
+    pub oom_watch: Option<(u8, String)>,
     /// Stop after mounts, before pivot_root, so the engine can run createRuntime hooks.
     pub pause_for_hooks: bool,
     pub hooks: ContainerHooks,

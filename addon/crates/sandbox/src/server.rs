@@ -64,6 +64,7 @@ struct Process {
 
 struct Container {
     init: Process,
+    oom: Option<crate::oom::OomWatch>,
     /// The init's end of setup: held until Start releases the gate.
     sync: Option<OwnedFd>,
     execs: HashMap<String, Process>,
@@ -242,7 +243,15 @@ impl Sandbox {
                 return Err(e);
             }
         };
-        self.containers.insert(id, Container { init: process, sync: Some(parent_end), execs: HashMap::new() });
+        // Without a watch there are no OOM events, but the container runs: say so in the log.
+        let oom = plan.oom_watch.as_ref().and_then(|(v, dir)| match crate::oom::OomWatch::new(*v, dir) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("tsbox-sandbox: container {id}: no OOM events: {e}");
+                None
+            }
+        });
+        self.containers.insert(id, Container { init: process, oom, sync: Some(parent_end), execs: HashMap::new() });
         Ok(answer)
     }
 
@@ -399,6 +408,18 @@ impl Sandbox {
             }
         }
         Ok(json!({}))
+    }
+
+    /// The OOM watch fds to poll, with their container.
+    pub fn oom_fds(&self) -> Vec<(RawFd, String)> {
+        self.containers.iter().filter_map(|(id, c)| c.oom.as_ref().map(|w| (w.fd(), id.clone()))).collect()
+    }
+
+    /// A watch fd became readable: the OOM event to broadcast, if it was one.
+    pub fn oom_fired(&mut self, id: &str) -> Option<Value> {
+        let c = self.containers.get_mut(id)?;
+        let fired = c.oom.as_mut().map(|w| w.fired()).unwrap_or(false);
+        fired.then(|| json!({ "event": "oom", "container": id }))
     }
 
     /// Collects every exited child; returns the exit events to broadcast.

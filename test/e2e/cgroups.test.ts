@@ -1,0 +1,131 @@
+/**
+ * What operators get from cgroups through ctr: metrics, pause/resume, update, OOM — on
+ * the rig's real v1 hierarchy.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Client, Code, callTyped } from '../../src/ttrpc';
+import { containerd, google } from '../../src/proto';
+import { ctr, ctrSpawn, rig, uniqueId } from '../rig/rig';
+
+const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
+const IMAGE = 'localhost/busybox:latest';
+
+async function taskLine(id: string): Promise<string> {
+  return (await ctr(['task', 'ls'])).stdout.split('\n').find((l) => l.startsWith(`${id} `)) ?? '';
+}
+
+async function until(cond: () => Promise<boolean> | boolean, what: string): Promise<void> {
+  for (let i = 0; i < 5000; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`never: ${what}`);
+}
+
+async function remove(id: string): Promise<void> {
+  await ctr(['task', 'kill', '-s', 'KILL', id]);
+  await until(async () => /STOPPED|^$/.test(await taskLine(id)), `${id} stopped`);
+  await ctr(['task', 'rm', id]);
+  await ctr(['container', 'rm', id]);
+}
+
+function cg(controller: string, id: string, file: string): string {
+  return fs.readFileSync(`/sys/fs/cgroup/${controller}/default/${id}/${file}`, 'utf8').trim();
+}
+
+describe('cgroups through the shim', () => {
+  it('reports metrics for a busy container that match its cgroup files', async () => {
+    const id = uniqueId('busy');
+    await ctr(['run', '-d', ...TSBOX, '--memory-limit', String(64 << 20), IMAGE, id, 'sh', '-c', 'while :; do :; done']);
+    try {
+      await until(() => Number(cg('cpuacct', id, 'cpuacct.usage')) > 10_000_000, 'cpu time accumulates');
+      const m = JSON.parse((await ctr(['task', 'metrics', '--format', 'json', id])).stdout);
+      expect(m.cpu.usage.total).toBeGreaterThan(10_000_000);
+      expect(m.cpu.usage.total).toBeLessThanOrEqual(Number(cg('cpuacct', id, 'cpuacct.usage')));
+      expect(m.memory.usage.usage).toBeGreaterThan(0);
+      expect(m.memory.usage.limit).toBe(64 << 20);
+      expect(m.pids.current).toBe(Number(cg('pids', id, 'pids.current')));
+    } finally {
+      await remove(id);
+    }
+  });
+
+  it('pauses and resumes: PAUSED in ctr, frozen cgroup, no exec while paused, progress after', async () => {
+    const id = uniqueId('pause');
+    await ctr(['run', '-d', ...TSBOX, IMAGE, id, 'sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; done']);
+    try {
+      const pid = Number(/^\S+\s+(\d+)/.exec(await taskLine(id))?.[1]);
+      const counter = () => Number(fs.readFileSync(`/proc/${pid}/root/tmp/n`, 'utf8').trim() || 0);
+      await until(() => counter() > 0, 'the loop runs');
+      expect((await ctr(['task', 'pause', id])).code).toBe(0);
+      expect(await taskLine(id)).toMatch(/PAUSED/);
+      expect(cg('freezer', id, 'freezer.state')).toBe('FROZEN');
+      const exec = await ctr(['task', 'exec', '--exec-id', 'nope', id, 'true']);
+      expect(exec.code).not.toBe(0);
+      expect(exec.stderr).toMatch(/paused/);
+      const frozenAt = counter();
+      expect((await ctr(['task', 'resume', id])).code).toBe(0);
+      expect(await taskLine(id)).toMatch(/RUNNING/);
+      await until(() => counter() > frozenAt + 10, 'the loop continues after resume');
+    } finally {
+      await remove(id);
+    }
+  });
+
+  it('updates memory and cpu limits of a running container', async () => {
+    const id = uniqueId('upd');
+    await ctr(['run', '-d', ...TSBOX, '--memory-limit', String(64 << 20), IMAGE, id, 'sleep', '60']);
+    try {
+      // ctr 1.6 has no `task update`: send the Update containerd's CRI would send.
+      const bundle = path.join(rig().dir, 'state', 'io.containerd.runtime.v2.task', 'default', id);
+      const shim = new Client(fs.readFileSync(path.join(bundle, 'address'), 'utf8'));
+      const T = containerd.task.v2;
+      const resources = { memory: { limit: 96 << 20 }, cpu: { quota: 20000, period: 100000 } };
+      try {
+        await callTyped(shim, 'containerd.task.v2.Task', 'Update', T.UpdateTaskRequest, { id, resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify(resources)) } }, google.protobuf.Empty);
+        const bad = await callTyped(shim, 'containerd.task.v2.Task', 'Update', T.UpdateTaskRequest, { id, resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from('{"pids":{"limit":') } }, google.protobuf.Empty).catch((e: unknown) => e);
+        expect(bad).toMatchObject({ code: Code.INVALID_ARGUMENT });
+      } finally {
+        shim.close();
+      }
+      expect(cg('memory', id, 'memory.limit_in_bytes')).toBe(String(96 << 20));
+      expect(cg('cpu', id, 'cpu.cfs_quota_us')).toBe('20000');
+    } finally {
+      await remove(id);
+    }
+  });
+
+  it('reports an OOM kill: exit 137 with /tasks/oom before /tasks/exit', async () => {
+    const events = ctrSpawn(['events']);
+    try {
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const id = uniqueId('oom');
+        const lines: string[] = [];
+        const collect = (c: Buffer) => lines.push(...c.toString().split('\n').filter((l) => l.includes(id) && l.includes('/tasks/')));
+        events.stdout?.on('data', collect);
+        const r = await ctr(['run', '--rm', ...TSBOX, '--memory-limit', String(16 << 20), IMAGE, id, 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1']);
+        expect(r.code).toBe(137);
+        await until(() => lines.some((l) => l.includes('/tasks/delete')) || lines.length === 0, 'the run is seen whole').catch(() => undefined);
+        events.stdout?.off('data', collect);
+        if (lines.length === 0) continue; // `ctr events` was not subscribed yet
+        const topics = lines.map((l) => /\/tasks\/[a-z-]+/.exec(l)?.[0]);
+        expect(topics.indexOf('/tasks/oom')).toBeGreaterThanOrEqual(0);
+        expect(topics.indexOf('/tasks/oom')).toBeLessThan(topics.indexOf('/tasks/exit'));
+        return;
+      }
+      throw new Error('ctr events never showed a whole run');
+    } finally {
+      events.kill();
+    }
+  });
+
+  it('leaves no cgroup behind', () => {
+    const left = ['memory', 'cpu', 'pids', 'freezer'].flatMap((c) => {
+      const dir = `/sys/fs/cgroup/${c}/default`;
+      return fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => `${c}/${d.name}`) : [];
+    });
+    expect(left.filter((d) => /(busy|pause|upd|oom)-/.test(d))).toEqual([]);
+    expect(rig().dir).toBeTruthy();
+  });
+});
