@@ -135,6 +135,23 @@ export function v1Writes(r: Resources | undefined): CgroupWrite[] {
   return w;
 }
 
+/**
+ * memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: when raising both,
+ * the swap limit goes first; when lowering, the memory limit (the kernel says EINVAL else).
+ */
+export function orderMemoryWrites(writes: CgroupWrite[], current: (file: string) => string): CgroupWrite[] {
+  const mem = writes.findIndex((w) => w.file === 'memory.limit_in_bytes');
+  const swap = writes.findIndex((w) => w.file === 'memory.memsw.limit_in_bytes');
+  if (mem < 0 || swap < 0 || swap < mem) return writes;
+  const now = Number(current('memory.memsw.limit_in_bytes').trim());
+  const next = Number(writes[mem].value);
+  if (!(next > now || Number(writes[swap].value) === -1)) return writes;
+  const out = [...writes];
+  const [s] = out.splice(swap, 1);
+  out.splice(mem, 0, s);
+  return out;
+}
+
 /** cpu.shares (2..262144) → cpu.weight (1..10000), the conversion runc and the kernel docs use. */
 export function sharesToWeight(shares: number): number {
   return Math.trunc(1 + ((shares - 2) * 9999) / 262142);
@@ -298,7 +315,7 @@ export class CgroupManager {
       for (const w of v2Writes(resources)) writeFile(path.join(dir, w.file), w.value, w.field);
       return;
     }
-    for (const w of v1Writes(resources)) {
+    for (const w of orderMemoryWrites(v1Writes(resources), (f) => read(this.dirFor(rec, 'memory') ?? '', f))) {
       const target = rec.dirs.find((d) => this.hierarchies.find((h) => h.mountpoint === d.hierarchy)?.controllers.includes(w.controller));
       if (!target) {
         if (w.controller === 'memory' && w.file === 'memory.memsw.limit_in_bytes') continue;

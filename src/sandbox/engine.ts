@@ -141,7 +141,7 @@ export class Engine {
           }
         })();
 
-        const socket = path.join(dir, 'sandbox.sock');
+        const socket = this.store.socketPath(id);
         const { pid: sandboxPid, exited } = await SandboxConnection.spawn(socket, path.join(dir, 'sandbox.log'), this.opts.sandboxBinary);
         const conn = SandboxConnection.connect(socket);
         undo.add(async () => {
@@ -448,6 +448,7 @@ export class Engine {
         killQuietly(rec.sandboxPid);
       }
     }
+    fs.rmSync(rec.socket, { force: true });
     if (rec.cgroup) {
       for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid);
       const left = await this.cgroups.remove(rec.cgroup);

@@ -3,6 +3,7 @@
  * rename) after every change, changes serialized by an flock on `<root>/<id>/lock`
  * (taken on a libuv worker thread, so waiting never blocks the event loop).
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native } from '../native/addon';
@@ -53,6 +54,16 @@ export class Store {
 
   dir(id: string): string {
     return path.join(this.root, validateId(id));
+  }
+
+  /**
+   * Where a container's tsbox-sandbox listens. Not inside the container's directory: a
+   * socket path must fit in 107 bytes, and CRI's ids alone are 64.
+   */
+  socketPath(id: string): string {
+    const dir = path.join(this.root, '.sockets');
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return path.join(dir, `${crypto.createHash('sha256').update(validateId(id)).digest('hex').slice(0, 20)}.sock`);
   }
 
   /** Claims the id: AlreadyExists when a container of that id is known. */

@@ -187,6 +187,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
 
   it('starts 12 containers in parallel', async () => {
     const results = await Promise.all(Array.from({ length: 12 }, (_, i) => run(TSBOX, [], ['sh', '-c', `echo ${i}`])));
+    for (const r of results) if (r.code !== 0) process.stderr.write(`parallel run failed: ${JSON.stringify(r)}\n`);
     expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 12 }, (_, i) => String(i)));
     expect(results.every((r) => r.code === 0)).toBe(true);
   });

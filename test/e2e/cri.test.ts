@@ -1,0 +1,217 @@
+/**
+ * Kubernetes' view: pods driven through CRI (runtime.v1 over gRPC, the calls kubelet makes)
+ * against the rig's containerd, runtime handler `tsbox`.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Cri, Message } from '../rig/cri';
+import { rig, uniqueId } from '../rig/rig';
+
+const IMAGE = 'localhost/busybox:latest';
+let cri: Cri;
+const pods: string[] = [];
+
+beforeAll(() => {
+  cri = new Cri();
+});
+
+afterAll(async () => {
+  for (const id of pods) {
+    await cri.call('StopPodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
+    await cri.call('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
+  }
+  cri.close();
+});
+
+interface Pod {
+  id: string;
+  config: Message;
+  uid: string;
+  logDir: string;
+}
+
+async function runPod(opts: { hostNetwork?: boolean; sharePid?: boolean; handler?: string } = {}): Promise<Pod> {
+  const uid = uniqueId('uid');
+  const logDir = path.join(rig().dir, 'pod-logs', uid);
+  fs.mkdirSync(logDir, { recursive: true });
+  const config = {
+    metadata: { name: uniqueId('pod'), uid, namespace: 'tsbox-test', attempt: 0 },
+    // kubelet gives a host-network pod no hostname (runc and tsbox refuse one there)
+    ...(opts.hostNetwork ? {} : { hostname: uid }),
+    log_directory: logDir,
+    linux: {
+      cgroup_parent: `/kubepods/pod${uid}`,
+      security_context: { namespace_options: { network: opts.hostNetwork ? 'NODE' : 'POD', pid: opts.sharePid ? 'POD' : 'CONTAINER', ipc: 'POD' } },
+    },
+  };
+  const r = await cri.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: opts.handler ?? 'tsbox' });
+  pods.push(r.pod_sandbox_id);
+  return { id: r.pod_sandbox_id, config, uid, logDir };
+}
+
+async function startContainer(pod: Pod, name: string, command: string[], extra: Message = {}): Promise<string> {
+  const c = await cri.call<{ container_id: string }>('CreateContainer', {
+    pod_sandbox_id: pod.id,
+    config: { metadata: { name }, image: { image: IMAGE }, command, log_path: `${name}.log`, linux: {}, ...extra },
+    sandbox_config: pod.config,
+  });
+  await cri.call('StartContainer', { container_id: c.container_id });
+  return c.container_id;
+}
+
+interface Status {
+  state: string;
+  exit_code: number;
+  reason: string;
+}
+
+async function status(id: string): Promise<Status> {
+  return (await cri.call<{ status: Status }>('ContainerStatus', { container_id: id })).status;
+}
+
+async function exited(id: string): Promise<Status> {
+  for (let i = 0; i < 5000; i++) {
+    const s = await status(id);
+    if (s.state === 'CONTAINER_EXITED') return s;
+  }
+  throw new Error(`container ${id} never exited`);
+}
+
+async function execSync(id: string, cmd: string[], timeout = 10): Promise<{ stdout: string; stderr: string; exit_code: number }> {
+  const r = await cri.call<{ stdout: Buffer; stderr: Buffer; exit_code: number }>('ExecSync', { container_id: id, cmd, timeout });
+  return { stdout: Buffer.from(r.stdout).toString(), stderr: Buffer.from(r.stderr).toString(), exit_code: r.exit_code };
+}
+
+async function removePod(pod: Pod): Promise<void> {
+  await cri.call('StopPodSandbox', { pod_sandbox_id: pod.id });
+  await cri.call('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  pods.splice(pods.indexOf(pod.id), 1);
+}
+
+describe('pods on tsbox through CRI', () => {
+  it('runs a pod on a CNI bridge, and two pods reach each other by IP on it', async () => {
+    const a = await runPod();
+    const b = await runPod();
+    const ip = async (p: Pod) => (await cri.call<{ status: { network: { ip: string } } }>('PodSandboxStatus', { pod_sandbox_id: p.id })).status.network.ip;
+    const ipA = await ip(a);
+    expect(ipA).toMatch(/^10\.99\.\d+\.\d+$/);
+    expect(await ip(b)).not.toBe(ipA);
+    const server = await startContainer(a, 'web', ['sh', '-c', 'mkdir -p /tmp/www && echo hello-from-a > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']);
+    const client = await startContainer(b, 'client', ['sleep', '60']);
+    let got = '';
+    for (let i = 0; i < 50 && got !== 'hello-from-a\n'; i++) got = (await execSync(client, ['wget', '-qO-', `http://${ipA}:8080/index.html`])).stdout;
+    expect(got).toBe('hello-from-a\n');
+    expect((await execSync(server, ['sh', '-c', 'ip -o -4 addr show eth0 | grep -o "inet [0-9.]*"'])).stdout.trim()).toBe(`inet ${ipA}`);
+    await removePod(a);
+    await removePod(b);
+  });
+
+  it.each(['tsbox', 'runc'])('runs a host-network pod (%s)', async (handler) => {
+    const p = await runPod({ hostNetwork: true, handler });
+    const c = await startContainer(p, 'net', ['sh', '-c', 'ls /sys/class/net | sort']);
+    expect((await exited(c)).exit_code).toBe(0);
+    const log = fs.readFileSync(path.join(p.logDir, 'net.log'), 'utf8');
+    for (const link of fs.readdirSync('/sys/class/net')) expect(log).toContain(` ${link}\n`);
+    await removePod(p);
+  });
+
+  it('shares hostname, network and ipc between a pod\'s containers, and pids with pod pid sharing', async () => {
+    const p = await runPod({ sharePid: true });
+    const one = await startContainer(p, 'one', ['sleep', '60']);
+    const two = await startContainer(p, 'two', ['sleep', '61']);
+    const ns = async (id: string) => (await execSync(id, ['sh', '-c', 'hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts'])).stdout;
+    expect(await ns(one)).toBe(await ns(two));
+    expect((await ns(one)).split('\n')[0]).toBe(p.uid);
+    const ps = (await execSync(one, ['ps', '-o', 'args'])).stdout;
+    expect(ps).toContain('sleep 61');
+    expect(ps).toContain('/pause');
+    await removePod(p);
+  });
+
+  it('reports exit codes and reasons: 0 Completed, 7 Error, OOM 137 OOMKilled', async () => {
+    const p = await runPod();
+    const ok = await startContainer(p, 'ok', ['true']);
+    const bad = await startContainer(p, 'bad', ['sh', '-c', 'exit 7']);
+    const oom = await startContainer(p, 'oom', ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], { linux: { resources: { memory_limit_in_bytes: 16 << 20 } } });
+    expect(await exited(ok)).toMatchObject({ exit_code: 0, reason: 'Completed' });
+    expect(await exited(bad)).toMatchObject({ exit_code: 7, reason: 'Error' });
+    expect(await exited(oom)).toMatchObject({ exit_code: 137, reason: 'OOMKilled' });
+    await removePod(p);
+  });
+
+  it('gives stats for a busy container and applies UpdateContainerResources to its cgroup', async () => {
+    const p = await runPod();
+    const c = await startContainer(p, 'busy', ['sh', '-c', 'while :; do :; done'], { linux: { resources: { memory_limit_in_bytes: 64 << 20, cpu_shares: 512 } } });
+    let cpu = 0;
+    for (let i = 0; i < 5000 && cpu === 0; i++) {
+      const s = await cri.call<{ stats: { cpu: { usage_core_nano_seconds: { value: number } }; memory: { working_set_bytes: { value: number } } } }>('ContainerStats', { container_id: c });
+      cpu = s.stats.cpu?.usage_core_nano_seconds?.value ?? 0;
+      if (cpu > 0) expect(s.stats.memory.working_set_bytes.value).toBeGreaterThan(0);
+    }
+    expect(cpu).toBeGreaterThan(0);
+    await cri.call('UpdateContainerResources', { container_id: c, linux: { memory_limit_in_bytes: 96 << 20, cpu_shares: 256, cpu_period: 100000, cpu_quota: 50000 } });
+    const dir = (ctrl: string) => `/sys/fs/cgroup/${ctrl}/kubepods/pod${p.uid}/${c}`;
+    expect(fs.readFileSync(`${dir('memory')}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(96 << 20));
+    expect(fs.readFileSync(`${dir('cpu')}/cpu.cfs_quota_us`, 'utf8').trim()).toBe('50000');
+    await removePod(p);
+  });
+
+  it('stops a TERM-trapping container within its grace period with its own exit code', async () => {
+    const p = await runPod();
+    const c = await startContainer(p, 'trap', ['sh', '-c', 'trap "exit 42" TERM; while :; do sleep 0.1; done']);
+    await cri.call('StopContainer', { container_id: c, timeout: 10 });
+    expect(await exited(c)).toMatchObject({ exit_code: 42, reason: 'Error' });
+    await removePod(p);
+  });
+
+  it('runs ExecSync with large output and kills an exec at its timeout', async () => {
+    const p = await runPod();
+    const c = await startContainer(p, 'exec', ['sleep', '60']);
+    const big = await execSync(c, ['sh', '-c', 'head -c 3000000 /dev/zero | tr "\\0" x']);
+    expect(big.stdout.length).toBe(3000000);
+    const started = Date.now();
+    const slow = await execSync(c, ['sleep', '30'], 1).catch((e: Error) => e);
+    expect(Date.now() - started).toBeLessThan(15000);
+    expect(String(slow)).toMatch(/timeout|deadline/i);
+    await removePod(p);
+  });
+
+  it('runs a read-only rootfs as user 1000 and writes CRI-format logs', async () => {
+    const p = await runPod();
+    const c = await startContainer(p, 'ro', ['sh', '-c', 'id -u; touch /x 2>&1; echo to-stderr >&2'], {
+      linux: { security_context: { run_as_user: { value: 1000 }, readonly_rootfs: true } },
+    });
+    expect((await exited(c)).exit_code).toBe(0);
+    const lines = fs.readFileSync(path.join(p.logDir, 'ro.log'), 'utf8').trim().split('\n');
+    // <RFC3339Nano time> <stream> <F|P> <content>
+    const parsed = lines.map((l) => /^\S+ (stdout|stderr) F (.*)$/.exec(l)?.slice(1));
+    expect(parsed).toContainEqual(['stdout', '1000']);
+    expect(parsed).toContainEqual(['stdout', 'touch: /x: Read-only file system']);
+    expect(parsed).toContainEqual(['stderr', 'to-stderr']);
+    await removePod(p);
+  });
+
+  it('creates 5 pods in parallel', async () => {
+    const five = await Promise.all(Array.from({ length: 5 }, () => runPod()));
+    const cs = await Promise.all(five.map((p, i) => startContainer(p, 'n', ['sh', '-c', `exit ${i}`])));
+    expect((await Promise.all(cs.map(exited))).map((s) => s.exit_code)).toEqual([0, 1, 2, 3, 4]);
+    await Promise.all(five.map(removePod));
+  });
+
+  it('leaves no process, mount, cgroup, netns or state of a removed pod', async () => {
+    const netnsBefore = fs.existsSync('/var/run/netns') ? fs.readdirSync('/var/run/netns') : [];
+    const p = await runPod();
+    const c = await startContainer(p, 'gone', ['sleep', '60']);
+    const pidOf = (await cri.call<{ info: Record<string, string> }>('ContainerStatus', { container_id: c, verbose: true })).info;
+    const pid = Number(JSON.parse(pidOf.info ?? '{}').pid);
+    expect(pid).toBeGreaterThan(0);
+    await removePod(p);
+    expect(fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))).toBe(false);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(p.id);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(c);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/kubepods/pod${p.uid}/${c}`)).toBe(false);
+    expect(fs.existsSync(path.join(rig().dir, 'tsbox', 'k8s.io', c))).toBe(false);
+    expect(fs.existsSync(path.join(rig().dir, 'tsbox', 'k8s.io', p.id))).toBe(false);
+    expect(fs.existsSync('/var/run/netns') ? fs.readdirSync('/var/run/netns') : []).toEqual(netnsBefore);
+  });
+});
