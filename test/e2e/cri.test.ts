@@ -2,6 +2,7 @@
  * Kubernetes' view: pods driven through CRI (runtime.v1 over gRPC, the calls kubelet makes)
  * against the rig's containerd, runtime handler `tsbox`.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Cri, Message } from '../rig/cri';
@@ -30,7 +31,7 @@ interface Pod {
   logDir: string;
 }
 
-async function runPod(opts: { hostNetwork?: boolean; sharePid?: boolean; handler?: string } = {}): Promise<Pod> {
+async function runPod(opts: { hostNetwork?: boolean; sharePid?: boolean; handler?: string; cgroupParent?: string } = {}): Promise<Pod> {
   const uid = uniqueId('uid');
   const logDir = path.join(rig().dir, 'pod-logs', uid);
   fs.mkdirSync(logDir, { recursive: true });
@@ -40,7 +41,7 @@ async function runPod(opts: { hostNetwork?: boolean; sharePid?: boolean; handler
     ...(opts.hostNetwork ? {} : { hostname: uid }),
     log_directory: logDir,
     linux: {
-      cgroup_parent: `/kubepods/pod${uid}`,
+      cgroup_parent: opts.cgroupParent ?? `/kubepods/pod${uid}`,
       security_context: { namespace_options: { network: opts.hostNetwork ? 'NODE' : 'POD', pid: opts.sharePid ? 'POD' : 'CONTAINER', ipc: 'POD' } },
     },
   };
@@ -162,6 +163,50 @@ describe('pods on tsbox through CRI', () => {
     await cri.call('StopContainer', { container_id: c, timeout: 10 });
     expect(await exited(c)).toMatchObject({ exit_code: 42, reason: 'Error' });
     await removePod(p);
+  });
+
+  it('sends SIGKILL after the grace period to a container that ignores the stop signal', async () => {
+    const p = await runPod();
+    const c = await startContainer(p, 'stubborn', ['sh', '-c', 'trap "" TERM; while :; do sleep 0.1; done']);
+    await cri.call('StopContainer', { container_id: c, timeout: 1 });
+    expect(await exited(c)).toMatchObject({ exit_code: 137, reason: 'Error' });
+    await removePod(p);
+  });
+
+  it('binds /dev/termination-log and places containers under a systemd-style cgroup parent', async () => {
+    const p = await runPod({ cgroupParent: `kubepods-pod${uniqueId('s').replace('-', '_')}.slice` });
+    const term = path.join(p.logDir, 'termination-log');
+    fs.writeFileSync(term, '');
+    const c = await startContainer(p, 'term', ['sh', '-c', 'echo goodbye > /dev/termination-log; cat /proc/self/cgroup | grep memory'], {
+      mounts: [{ container_path: '/dev/termination-log', host_path: term }],
+    });
+    expect((await exited(c)).exit_code).toBe(0);
+    expect(fs.readFileSync(term, 'utf8')).toBe('goodbye\n');
+    const slice = (p.config.linux as { cgroup_parent: string }).cgroup_parent;
+    const log = fs.readFileSync(path.join(p.logDir, 'term.log'), 'utf8');
+    expect(log).toContain(`memory:/kubepods.slice/${slice}/cri-containerd-${c}.scope`);
+    await removePod(p);
+  });
+
+  it('serves each pod from its own daemon with pod grouping, until the pod is removed', async () => {
+    const daemons = () => {
+      try {
+        return execFileSync('pgrep', ['-f', 'containerd-shim-tsbox-v2 -namespace k8s.io'], { encoding: 'utf8' }).trim().split('\n');
+      } catch {
+        return [];
+      }
+    };
+    const before = daemons().length;
+    const a = await runPod({ handler: 'tsbox-pod' });
+    const b = await runPod({ handler: 'tsbox-pod' });
+    await startContainer(a, 'x', ['sleep', '60']);
+    await startContainer(a, 'y', ['sleep', '60']);
+    await startContainer(b, 'x', ['sleep', '60']);
+    expect(daemons().length).toBe(before + 2);
+    await removePod(a);
+    for (let i = 0; i < 5000 && daemons().length > before + 1; i++) await new Promise((r) => setImmediate(r));
+    expect(daemons().length).toBe(before + 1);
+    await removePod(b);
   });
 
   it('runs ExecSync with large output and kills an exec at its timeout', async () => {
