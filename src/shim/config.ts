@@ -14,9 +14,14 @@ export interface ShimConfig {
   root: string;
   grouping: Grouping;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /**
+   * Seconds an idle daemon (no task left, Shutdown received) waits before exiting, so the
+   * next container of its group does not pay for a new daemon. 0 exits at once.
+   */
+  idleTimeout: number;
 }
 
-export const DEFAULT_CONFIG: ShimConfig = { root: '/run/tsbox/containerd', grouping: 'namespace', logLevel: 'info' };
+export const DEFAULT_CONFIG: ShimConfig = { root: '/run/tsbox/containerd', grouping: 'namespace', logLevel: 'info', idleTimeout: 10 };
 
 export const RUNTIME_OPTIONS_TYPE = 'runtimeoptions.v1.Options';
 
@@ -63,6 +68,7 @@ export function loadConfig(path: string | undefined): ShimConfig {
     if (k === 'root' && typeof v === 'string' && v.startsWith('/')) cfg.root = v;
     else if (k === 'grouping' && (v === 'namespace' || v === 'pod' || v === 'container')) cfg.grouping = v;
     else if (k === 'log_level' && typeof v === 'string' && ['trace', 'debug', 'info', 'warn', 'error'].includes(v)) cfg.logLevel = v as ShimConfig['logLevel'];
+    else if (k === 'idle_timeout' && typeof v === 'number' && v >= 0) cfg.idleTimeout = v;
     else throw new Error(`tsbox config ${path}: invalid setting ${k} = ${JSON.stringify(v)}`);
   }
   return cfg;

@@ -100,8 +100,12 @@ export async function serve(flags: ShimFlags): Promise<void> {
       clearTimeout(reservations.get(id));
       reservations.delete(id);
     };
+    let lingering: NodeJS.Timeout | undefined;
     const service: TaskService = new TaskService(engine, events, flags.namespace, log, {
-      idle: () => void maybeExit('last task deleted and Shutdown received'),
+      idle: () => {
+        clearTimeout(lingering);
+        lingering = setTimeout(() => void maybeExit('last task deleted and Shutdown received'), cfg.idleTimeout * 1000);
+      },
       created: release,
     });
     server.register(SHIM_SERVICE, {

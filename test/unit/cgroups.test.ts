@@ -1,5 +1,5 @@
 /** The pure half of the cgroup module: host probing, path rules and file formats. */
-import { parseMountinfo, resolveCgroupsPath, expandSlice, v1Writes, v2Writes, sharesToWeight, CgroupManager } from '../../src/sandbox/cgroups';
+import { parseMountinfo, resolveCgroupsPath, expandSlice, v1Writes, v2Writes, sharesToWeight, orderMemoryWrites, CgroupManager } from '../../src/sandbox/cgroups';
 
 // /proc/self/mountinfo excerpts: the rig's hybrid host, and a pure cgroup v2 host (Debian 12 default).
 const HYBRID = `35 24 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
@@ -87,5 +87,15 @@ describe('limits as file writes', () => {
 
   it('converts cpu shares to weight like runc', () => {
     expect([2, 1024, 262144].map(sharesToWeight)).toEqual([1, 39, 10000]);
+  });
+});
+
+describe('memory limit order on v1', () => {
+  const writes = (limit: number, swap: number) => v1Writes({ memory: { limit, swap } }).map((w) => w.file);
+  it('raises memsw before memory when the new limit is above the current swap limit', () => {
+    expect(orderMemoryWrites(v1Writes({ memory: { limit: 100, swap: 200 } }), () => '50')).toMatchObject([{ file: 'memory.memsw.limit_in_bytes' }, { file: 'memory.limit_in_bytes' }]);
+  });
+  it('keeps memory first when lowering', () => {
+    expect(orderMemoryWrites(v1Writes({ memory: { limit: 10, swap: 20 } }), () => '50').map((w) => w.file)).toEqual(writes(10, 20));
   });
 });
