@@ -36,7 +36,7 @@ function bundle(prefix: string, args: string[], edit?: Parameters<typeof makeBun
 }
 
 afterAll(() => {
-  for (const id of fs.readdirSync(root)) tsbox(['delete', '--force', id]);
+  for (const id of fs.readdirSync(root).filter((f) => !f.startsWith('.'))) tsbox(['delete', '--force', id]);
   for (const b of bundles) b.cleanup();
   fs.rmSync(root, { recursive: true, force: true });
 });
@@ -108,7 +108,8 @@ describe('tsbox CLI', () => {
     expect(tsbox(['kill', 'whatever', 'SIGNOPE'])).toMatchObject({ code: 2, err: expect.stringMatching(/^tsbox: unknown signal "SIGNOPE"/) });
     expect(tsbox(['frobnicate'])).toMatchObject({ code: 2, err: expect.stringMatching(/^tsbox: unknown command "frobnicate"/) });
     expect(tsbox(['delete', '--force', 'never-existed']).code).toBe(0);
-    expect(fs.readdirSync(root)).toEqual([]);
+    expect(fs.readdirSync(root).filter((f) => !f.startsWith('.'))).toEqual([]); // .sockets/ stays
+    expect(fs.readdirSync(path.join(root, '.sockets'))).toEqual([]);
   });
 
   it('writes errors to --log as JSON when asked', () => {
