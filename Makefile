@@ -12,12 +12,14 @@ setup:
 
 build: native ts images
 
-# The napi addon (build/native/index.node) and the tsbox-sandbox binary (build/bin/).
+# The napi addon (build/native/index.node), tsbox-sandbox and the shim's native front
+# (build/bin/; bin/containerd-shim-tsbox-v2 links there).
 native:
 	$(NODE_BIN)/napi build --release --manifest-path addon/Cargo.toml -p tsbox-napi \
 		--output-dir build/native
-	cargo build --release --quiet --manifest-path addon/Cargo.toml -p tsbox-sandbox
+	cargo build --release --quiet --manifest-path addon/Cargo.toml -p tsbox-sandbox -p tsbox-shim-front
 	install -D -m 0755 addon/target/release/tsbox-sandbox build/bin/tsbox-sandbox
+	install -D -m 0755 addon/target/release/containerd-shim-tsbox-v2 build/bin/containerd-shim-tsbox-v2
 
 # Static protobuf code: nothing parses .proto files when the shim starts.
 proto: src/gen/proto.js src/gen/proto.d.ts

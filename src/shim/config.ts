@@ -1,11 +1,10 @@
 /**
  * Shim configuration: documented defaults, overridden by the TOML file named in the
  * runtime options (`runtimeoptions.v1.Options.config_path`, i.e. CRI's `ConfigPath` or
- * `ctr --runtime-config-path`). Read on the `start` path, so it stays light: protobufjs's
- * minimal reader decodes the two small messages, and TOML is parsed only if a file is named.
+ * `ctr --runtime-config-path`) or $TSBOX_CONFIG. The native `start` finds the file and
+ * hands its path to the daemon as $TSBOX_CONFIG; the daemon validates all of it.
  */
 import * as fs from 'node:fs';
-import { Reader } from 'protobufjs/minimal';
 
 export type Grouping = 'namespace' | 'pod' | 'container';
 
@@ -22,36 +21,6 @@ export interface ShimConfig {
 }
 
 export const DEFAULT_CONFIG: ShimConfig = { root: '/run/tsbox/containerd', grouping: 'namespace', logLevel: 'info', idleTimeout: 10 };
-
-export const RUNTIME_OPTIONS_TYPE = 'runtimeoptions.v1.Options';
-
-/** The fields of google.protobuf.Any, or null for empty input. */
-export function decodeAny(bytes: Uint8Array): { typeUrl: string; value: Uint8Array } | null {
-  if (bytes.length === 0) return null;
-  const r = Reader.create(bytes);
-  let typeUrl = '';
-  let value: Uint8Array = new Uint8Array();
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    if (tag >>> 3 === 1) typeUrl = r.string();
-    else if (tag >>> 3 === 2) value = r.bytes();
-    else r.skipType(tag & 7);
-  }
-  return { typeUrl, value };
-}
-
-/** config_path from runtimeoptions.v1.Options; other option types carry nothing for us. */
-export function configPathFromOptions(any: { typeUrl: string; value: Uint8Array } | null): string | undefined {
-  if (!any || any.typeUrl !== RUNTIME_OPTIONS_TYPE) return undefined;
-  const r = Reader.create(any.value);
-  let path = '';
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    if (tag >>> 3 === 2) path = r.string();
-    else r.skipType(tag & 7);
-  }
-  return path || undefined;
-}
 
 export function loadConfig(path: string | undefined): ShimConfig {
   if (!path) return DEFAULT_CONFIG;
@@ -72,14 +41,4 @@ export function loadConfig(path: string | undefined): ShimConfig {
     else throw new Error(`tsbox config ${path}: invalid setting ${k} = ${JSON.stringify(v)}`);
   }
   return cfg;
-}
-
-/** The daemon a container belongs to (DESIGN.md §3 "Grouping"). */
-export function groupKey(grouping: Grouping, id: string, annotations: Record<string, string> | undefined): string {
-  if (grouping === 'container') return `container:${id}`;
-  if (grouping === 'pod') {
-    const pod = annotations?.['io.containerd.runc.v2.group'] ?? annotations?.['io.kubernetes.cri.sandbox-id'];
-    return pod ? `pod:${pod}` : `container:${id}`;
-  }
-  return 'namespace';
 }

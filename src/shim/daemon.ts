@@ -14,7 +14,9 @@ import { loadConfig } from './config';
 import { EventPublisher } from './events';
 import type { ShimFlags } from './flags';
 import { TASK_SERVICE, TaskService } from './task-service';
-import { SHIM_SERVICE } from './bootstrap';
+
+/** tsbox's private service on the daemon socket, called by the native `start`. */
+const SHIM_SERVICE = 'tsbox.shim.v1.Shim';
 
 /** How long a reservation from `start` waits for its container's Create. */
 const RESERVATION_MS = 60_000;

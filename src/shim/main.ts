@@ -1,14 +1,12 @@
 /**
- * containerd-shim-tsbox-v2: `start`, `delete`, or (no action) the daemon. Modules are
- * loaded per action so the `start` path, run for every container, stays small.
+ * The Node half of containerd-shim-tsbox-v2. The native front (addon/crates/front)
+ * answers `start` and the common `delete` itself and runs this for the rest:
+ *   (no action)  the daemon;
+ *   delete       the full cleanup, when something of the container is left.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { parseShimFlags } from './flags';
 
-const VERSION = '0.1.0';
-
-export async function main(argv: string[], entry: string): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
   let flags;
   try {
     flags = parseShimFlags(argv);
@@ -16,25 +14,11 @@ export async function main(argv: string[], entry: string): Promise<number> {
     process.stderr.write(`${(e as Error).message}\n`);
     return 2;
   }
-  if (flags.version) {
-    process.stdout.write(`containerd-shim-tsbox-v2:\n  Version: ${VERSION}\n`);
-    return 0;
-  }
   if (!flags.namespace) {
     process.stderr.write('shim namespace cannot be empty\n');
     return 1;
   }
   switch (flags.action) {
-    case 'start': {
-      try {
-        const { start } = await import('./bootstrap');
-        process.stdout.write(await start(flags, entry));
-        return 0;
-      } catch (e) {
-        process.stdout.write(`tsbox start: ${(e as Error).message}\n`);
-        return 1;
-      }
-    }
     case 'delete': {
       const { cleanup } = await import('./cleanup');
       try {
@@ -51,11 +35,13 @@ export async function main(argv: string[], entry: string): Promise<number> {
       return -1; // keep running
     }
     default:
-      process.stderr.write(`unknown action ${flags.action}\n`);
+      process.stderr.write(`unknown action ${flags.action} (start is answered by the native front)\n`);
       return 2;
   }
 }
 
-export function entryPath(): string {
-  return fs.realpathSync(path.resolve(process.argv[1]));
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    if (code >= 0) process.exit(code);
+  });
 }

@@ -191,7 +191,7 @@ describe('pods on tsbox through CRI', () => {
   it('serves each pod from its own daemon with pod grouping, until the pod is removed', async () => {
     const daemons = () => {
       try {
-        return execFileSync('pgrep', ['-f', 'containerd-shim-tsbox-v2 -namespace k8s.io'], { encoding: 'utf8' }).trim().split('\n');
+        return execFileSync('pgrep', ['-f', 'shim/main.js -namespace k8s.io'], { encoding: 'utf8' }).trim().split('\n');
       } catch {
         return [];
       }

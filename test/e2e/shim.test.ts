@@ -197,7 +197,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     await ctr(['images', 'import', path.join(PROJECT_ROOT, 'build', 'images', 'busybox.tar')], { namespace: ns });
     const daemons = () => {
       try {
-        return execFileSync('pgrep', ['-f', `containerd-shim-tsbox-v2 -namespace ${ns} `], { encoding: 'utf8' }).trim().split('\n');
+        return execFileSync('pgrep', ['-f', `shim/main.js -namespace ${ns} `], { encoding: 'utf8' }).trim().split('\n');
       } catch {
         return [];
       }
@@ -236,7 +236,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     await ctr(['run', '-d', ...TSBOX, '--memory-limit', String(64 << 20), IMAGE, id, 'sleep', '60']);
     const bundle = path.join(rig().dir, 'state', 'io.containerd.runtime.v2.task', 'default', id);
     const address = fs.readFileSync(path.join(bundle, 'address'), 'utf8').replace('unix://', '');
-    const daemon = execFileSync('pgrep', ['-f', `containerd-shim-tsbox-v2 -namespace default -id .* -socket ${address}`], { encoding: 'utf8' }).trim().split('\n').map(Number);
+    const daemon = execFileSync('pgrep', ['-f', `shim/main.js -namespace default -id .* -socket ${address}`], { encoding: 'utf8' }).trim().split('\n').map(Number);
     const initPid = Number(/^\S+\s+(\d+)/m.exec((await ctr(['task', 'ls'])).stdout.split('\n').find((l) => l.startsWith(id)) ?? '')?.[1]);
     expect(alive(initPid)).toBe(true);
     for (const pid of daemon) process.kill(pid, 'SIGKILL');
