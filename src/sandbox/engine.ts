@@ -338,22 +338,21 @@ export class Engine {
     });
   }
 
-  async pause(id: string): Promise<void> {
-    await this.store.locked(id, async () => {
-      const rec = await this.load(id);
-      expectStatus(id, rec.status, ['running'], 'pause');
-      await this.cgroups.freeze(this.cgroupOf(rec), true);
-      rec.status = transition(id, rec.status, 'paused', 'pause');
-      this.store.write(rec);
-    });
+  pause(id: string): Promise<void> {
+    return this.setFrozen(id, true);
   }
 
-  async resume(id: string): Promise<void> {
+  resume(id: string): Promise<void> {
+    return this.setFrozen(id, false);
+  }
+
+  private async setFrozen(id: string, frozen: boolean): Promise<void> {
+    const [operation, from, to] = frozen ? (['pause', 'running', 'paused'] as const) : (['resume', 'paused', 'running'] as const);
     await this.store.locked(id, async () => {
       const rec = await this.load(id);
-      expectStatus(id, rec.status, ['paused'], 'resume');
-      await this.cgroups.freeze(this.cgroupOf(rec), false);
-      rec.status = transition(id, rec.status, 'running', 'resume');
+      expectStatus(id, rec.status, [from], operation);
+      await this.cgroups.freeze(this.cgroupOf(rec), frozen);
+      rec.status = transition(id, rec.status, to, operation);
       this.store.write(rec);
     });
   }

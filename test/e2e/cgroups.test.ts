@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client, Code, callTyped } from '../../src/ttrpc';
 import { containerd, google } from '../../src/proto';
-import { ctr, ctrSpawn, rig, uniqueId } from '../rig/rig';
+import { ctr, rig, taskTopicsOfRun, uniqueId } from '../rig/rig';
 
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
 const IMAGE = 'localhost/busybox:latest';
@@ -97,27 +97,13 @@ describe('cgroups through the shim', () => {
   });
 
   it('reports an OOM kill: exit 137 with /tasks/oom before /tasks/exit', async () => {
-    const events = ctrSpawn(['events']);
-    try {
-      for (let attempt = 0; attempt < 10; attempt++) {
-        const id = uniqueId('oom');
-        const lines: string[] = [];
-        const collect = (c: Buffer) => lines.push(...c.toString().split('\n').filter((l) => l.includes(id) && l.includes('/tasks/')));
-        events.stdout?.on('data', collect);
-        const r = await ctr(['run', '--rm', ...TSBOX, '--memory-limit', String(16 << 20), IMAGE, id, 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1']);
-        expect(r.code).toBe(137);
-        await until(() => lines.some((l) => l.includes('/tasks/delete')) || lines.length === 0, 'the run is seen whole').catch(() => undefined);
-        events.stdout?.off('data', collect);
-        if (lines.length === 0) continue; // `ctr events` was not subscribed yet
-        const topics = lines.map((l) => /\/tasks\/[a-z-]+/.exec(l)?.[0]);
-        expect(topics.indexOf('/tasks/oom')).toBeGreaterThanOrEqual(0);
-        expect(topics.indexOf('/tasks/oom')).toBeLessThan(topics.indexOf('/tasks/exit'));
-        return;
-      }
-      throw new Error('ctr events never showed a whole run');
-    } finally {
-      events.kill();
-    }
+    let code = 0;
+    const topics = await taskTopicsOfRun('oom', async (id) => {
+      code = (await ctr(['run', '--rm', ...TSBOX, '--memory-limit', String(16 << 20), IMAGE, id, 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'])).code;
+    });
+    expect(code).toBe(137);
+    expect(topics.indexOf('/tasks/oom')).toBeGreaterThanOrEqual(0);
+    expect(topics.indexOf('/tasks/oom')).toBeLessThan(topics.indexOf('/tasks/exit'));
   });
 
   it('leaves no cgroup behind', () => {

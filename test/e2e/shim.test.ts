@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ctr, ctrSpawn, rig, uniqueId, waitForLine, CONTAINERD_SCRIPT, PROJECT_ROOT } from '../rig/rig';
+import { ctr, rig, uniqueId, taskTopicsOfRun, CONTAINERD_SCRIPT, PROJECT_ROOT } from '../rig/rig';
 import { execFileSync } from 'node:child_process';
 
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
@@ -143,27 +143,8 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
   });
 
   it('publishes create, start, exit and delete in order', async () => {
-    const events = ctrSpawn(['events']);
-    try {
-      // `ctr events` is not subscribed the instant it starts: run until a run is seen whole.
-      for (let attempt = 0; attempt < 20; attempt++) {
-        const id = uniqueId('ev');
-        const lines: string[] = [];
-        const collect = (c: Buffer) => lines.push(...c.toString().split('\n').filter((l) => l.includes(id)));
-        events.stdout?.on('data', collect);
-        await run(TSBOX, [], ['true']).then(() => undefined);
-        await ctr(['run', '--rm', ...TSBOX, IMAGE, id, 'true']);
-        await waitForLine(events, new RegExp(`/tasks/delete.*${id}`), 3000).catch(() => undefined);
-        events.stdout?.off('data', collect);
-        const topics = lines.map((l) => /\/tasks\/[a-z-]+/.exec(l)?.[0]).filter((t) => t !== undefined);
-        if (topics.length === 0) continue;
-        expect(topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
-        return;
-      }
-      throw new Error('ctr events never showed a whole run');
-    } finally {
-      events.kill();
-    }
+    const topics = await taskTopicsOfRun('ev', (id) => ctr(['run', '--rm', ...TSBOX, IMAGE, id, 'true']));
+    expect(topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
   });
 
   it('writes both streams to --log-uri file://', async () => {

@@ -76,3 +76,27 @@ export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: num
     child.stdout?.on('data', onData);
   });
 }
+
+/**
+ * The /tasks/ topics `ctr events` printed for one run, in order, up to its /tasks/delete.
+ * `ctr events` is not subscribed the instant it starts (DESIGN.md §6), so the run is
+ * repeated under a fresh id until a subscriber saw it.
+ */
+export async function taskTopicsOfRun(prefix: string, run: (id: string) => Promise<unknown>, attempts = 20): Promise<string[]> {
+  const events = ctrSpawn(['events']);
+  try {
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      const id = uniqueId(prefix);
+      const lines: string[] = [];
+      const collect = (c: Buffer) => lines.push(...c.toString().split('\n').filter((l) => l.includes(id) && l.includes('/tasks/')));
+      events.stdout?.on('data', collect);
+      await run(id);
+      await waitForLine(events, new RegExp(`/tasks/delete.*${id}`), 3000).catch(() => undefined);
+      events.stdout?.off('data', collect);
+      if (lines.length > 0) return lines.map((l) => /\/tasks\/[a-z-]+/.exec(l)?.[0] ?? '');
+    }
+    throw new Error('ctr events never showed a whole run');
+  } finally {
+    events.kill();
+  }
+}
