@@ -13,11 +13,6 @@ export function timestamp(ms: number = Date.now()): google.protobuf.ITimestamp {
   return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
 }
 
-export function timestampToMs(ts: google.protobuf.ITimestamp | null | undefined): number {
-  if (!ts) return 0;
-  return Number(ts.seconds ?? 0) * 1000 + Math.floor((ts.nanos ?? 0) / 1e6);
-}
-
 /** The protobufjs static classes share this shape; `message` is the plain-object form. */
 export interface MessageType<I, T extends I = I> {
   encode(message: I): { finish(): Uint8Array };

@@ -29,11 +29,3 @@ export class EngineError extends Error {
     return new EngineError('InvalidArgument', message, { field });
   }
 }
-
-/** Wraps an unknown failure with what we were doing, keeping an EngineError's kind. */
-export function wrap(err: unknown, doing: string): EngineError {
-  if (err instanceof EngineError) return new EngineError(err.kind, `${doing}: ${err.message}`, err.detail);
-  const e = err as NodeJS.ErrnoException;
-  const kind = e?.code === 'ENOENT' ? 'NotFound' : 'Internal';
-  return new EngineError(kind, `${doing}: ${e?.message ?? String(err)}`, { errno: e?.code });
-}

@@ -30,11 +30,6 @@ pub fn send_with_fds(sock: i32, data: Buffer, fds: Vec<i32>) -> Result<u32> {
     tsbox_sys::fd::send_with_fds(sock, &data, &fds).map(|n| n as u32).map_err(js_err)
 }
 
-#[napi(object)]
-pub struct Pty {
-    pub master: i32,
-    pub slave: i32,
-}
 
 /// A connected pair of unix stream sockets, both close-on-exec.
 #[napi]
@@ -118,21 +113,6 @@ pub fn pipe() -> Result<Vec<i32>> {
     Ok(fds.to_vec())
 }
 
-/// A new pseudo-terminal pair, both ends close-on-exec.
-#[napi]
-pub fn openpty() -> Result<Pty> {
-    let mut master = -1;
-    let mut slave = -1;
-    let ret = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
-    if ret != 0 {
-        return Err(js_err(SysError::last("openpty")));
-    }
-    for fd in [master, slave] {
-        tsbox_sys::fd::set_cloexec(fd, true).map_err(js_err)?;
-    }
-    Ok(Pty { master, slave })
-}
-
 /// TIOCSWINSZ on a pty.
 #[napi]
 pub fn set_winsize(fd: i32, cols: u32, rows: u32) -> Result<()> {
@@ -173,15 +153,4 @@ impl Task for FlockTask {
 #[napi]
 pub fn flock_exclusive(fd: i32) -> AsyncTask<FlockTask> {
     AsyncTask::new(FlockTask { fd })
-}
-
-/// Opens a pidfd for `pid` (to signal it without a pid-reuse race).
-#[napi]
-pub fn pidfd_open(pid: i32) -> Result<i32> {
-    tsbox_sys::sys::pidfd_open(pid).map_err(js_err)
-}
-
-#[napi]
-pub fn pidfd_send_signal(pidfd: i32, signal: i32) -> Result<()> {
-    tsbox_sys::sys::pidfd_send_signal(pidfd, signal).map_err(js_err)
 }
