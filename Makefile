@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_BIN := node_modules/.bin
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: setup build native ts proto images test test-unit test-e2e test-rust demo clean
+.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-rust demo clean
 
 setup:
 	scripts/setup
@@ -42,10 +42,14 @@ images:
 
 test: setup build
 	$(MAKE) --no-print-directory test-rust
-	$(NODE_BIN)/jest --ci
+	$(NODE_BIN)/jest --ci --json --outputFile=build/jest-results.json
+	@node -e 'const r = require("./build/jest-results.json"); console.log(`jest: $${r.numPassedTests} passed, $${r.numFailedTests} failed`)' 
 
 test-unit:
 	$(NODE_BIN)/jest --selectProjects unit
+
+test-engine:
+	$(NODE_BIN)/jest --selectProjects engine
 
 test-e2e:
 	$(NODE_BIN)/jest --selectProjects e2e
