@@ -290,6 +290,12 @@ export class Engine {
     if (rec.status === 'paused' && signal === 9 && rec.cgroup) await this.cgroups.freeze(rec.cgroup, false).catch(() => undefined);
   }
 
+  /** Signals every process in the container's cgroup, whatever the sandbox's state. */
+  killCgroup(id: string, signal: number): void {
+    const rec = this.store.read(id);
+    if (rec.cgroup) for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid, signal);
+  }
+
   /** Resolves with the init's exit status once it has exited. */
   async wait(id: string): Promise<number> {
     const rec = this.store.read(id);

@@ -21,24 +21,50 @@ const SHIM_SERVICE = 'tsbox.shim.v1.Shim';
 /** How long a reservation from `start` waits for its container's Create. */
 const RESERVATION_MS = 60_000;
 
-/** A pino destination that never blocks or throws: a full or readerless FIFO drops lines. */
-function fifoDestination(file: string): { write(s: string): void } {
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
-  } catch {
-    fd = null;
+/**
+ * A pino destination into a bundle's `log` FIFO, which containerd copies into its own log.
+ * It never blocks or throws: a full FIFO drops the line. With grouping, containerd stops
+ * reading the first bundle's FIFO when that container goes; the sink then moves to the
+ * FIFO of a container still served (`bundles`), so the daemon stays visible.
+ */
+class FifoLog {
+  private fd: number | null = null;
+  bundles: () => string[] = () => [];
+
+  constructor(first: string) {
+    this.open(first);
   }
-  return {
-    write(s: string) {
-      if (fd === null) return;
+
+  private open(bundle: string): boolean {
+    try {
+      const fd = fs.openSync(path.join(bundle, 'log'), fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+      if (this.fd !== null) fs.closeSync(this.fd);
+      this.fd = fd;
+      return true;
+    } catch {
+      return false; // ENXIO: nobody reads this FIFO (any more)
+    }
+  }
+
+  write(s: string): void {
+    if (this.fd !== null) {
       try {
-        fs.writeSync(fd, s);
-      } catch {
-        // EAGAIN (containerd not reading) or EPIPE (it went away): drop the line.
+        fs.writeSync(this.fd, s);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EPIPE') return; // EAGAIN: drop the line
       }
-    },
-  };
+    }
+    for (const b of this.bundles()) {
+      if (!this.open(b)) continue;
+      try {
+        fs.writeSync(this.fd as number, s);
+      } catch {
+        // dropped; the next line tries again
+      }
+      return;
+    }
+  }
 }
 
 function signalReady(message: string): void {
@@ -55,7 +81,8 @@ export async function serve(flags: ShimFlags): Promise<void> {
   let log: Logger | null = null;
   try {
     const cfg = loadConfig(process.env.TSBOX_CONFIG);
-    log = pino({ level: flags.debug ? 'debug' : cfg.logLevel, base: { pid: process.pid, runtime: 'tsbox', namespace: flags.namespace } }, fifoDestination(path.join(bundle, 'log')));
+    const sink = new FifoLog(bundle);
+    log = pino({ level: flags.debug ? 'debug' : cfg.logLevel, base: { pid: process.pid, runtime: 'tsbox', namespace: flags.namespace } }, sink);
     // The first bundle may be deleted while we still serve others.
     process.chdir('/');
     const engine = new Engine({ root: path.join(cfg.root, flags.namespace), logger: log });
@@ -118,6 +145,7 @@ export async function serve(flags: ShimFlags): Promise<void> {
       },
     });
     reserve(flags.id);
+    sink.bundles = () => service.bundles();
     server.register(TASK_SERVICE, service.handlers());
     await server.listen(socket);
     fs.chmodSync(socket, 0o600);

@@ -102,6 +102,11 @@ export class TaskService {
     return this.containers.size;
   }
 
+  /** Bundles of the containers served now, newest last. */
+  bundles(): string[] {
+    return [...this.containers.values()].map((c) => c.bundle);
+  }
+
   private container(id: string): Container {
     const c = this.containers.get(id);
     if (!c) throw RpcError.notFound(`container ${id} does not exist`);
@@ -144,7 +149,7 @@ export class TaskService {
       conn.on('exit', (ev: ExitEvent) => void this.onExit(c, ev));
       // Queued at once: it precedes the exit it caused (CRI reads it as OOMKilled).
       conn.on('oom', (container: string) => container === id && this.events.publish('/tasks/oom', 'TaskOOM', E.TaskOOM, { containerId: id }));
-      conn.on('close', () => this.log.warn({ id }, 'lost the connection to tsbox-sandbox'));
+      conn.on('close', () => void this.onSandboxLost(c));
       this.containers.set(id, c);
       fs.writeFileSync(path.join(bundle, 'tsbox.json'), JSON.stringify({ root: this.engine.store.root }));
       this.events.publish('/tasks/create', 'TaskCreate', E.TaskCreate, {
@@ -215,6 +220,29 @@ export class TaskService {
       await this.engine.kill(c.id, 9, true).catch(() => undefined);
     }
     await this.finishInit(c);
+  }
+
+  /**
+   * The container's tsbox-sandbox went away (killed, crashed): nothing can reap or signal
+   * its processes any more, so they are killed through the cgroup and reported exited
+   * with 137, execs first, as if the container had been SIGKILLed.
+   */
+  private async onSandboxLost(c: Container): Promise<void> {
+    this.log.warn({ id: c.id }, 'lost the connection to tsbox-sandbox');
+    try {
+      this.engine.killCgroup(c.id, 9);
+    } catch {
+      // no record left: nothing to kill
+    }
+    for (const e of c.execs.values()) {
+      if (e.status !== 'running') continue;
+      e.markExited(137);
+      this.publishExit(c, e);
+    }
+    if (c.init.status !== 'stopped') {
+      c.pendingInitExit ??= { container: c.id, exec: null, pid: c.init.pid, status: 137 };
+      await this.finishInit(c);
+    }
   }
 
   /** Publishes the init's exit once no exec of the container is still running. */

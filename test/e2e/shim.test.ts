@@ -200,6 +200,35 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     await ctr(['images', 'rm', IMAGE], { namespace: ns });
   });
 
+  it('keeps logging into containerd\'s log after the first container of its daemon is gone', async () => {
+    const ns = `tsbox-${uniqueId('log')}`;
+    await ctr(['images', 'import', path.join(PROJECT_ROOT, 'build', 'images', 'busybox.tar')], { namespace: ns });
+    const [first, second] = [uniqueId('first'), uniqueId('second')];
+    await ctr(['run', '-d', ...TSBOX, IMAGE, first, 'sleep', '60'], { namespace: ns });
+    await ctr(['run', '-d', ...TSBOX, IMAGE, second, 'sleep', '60'], { namespace: ns });
+    await ctr(['task', 'kill', '-s', 'KILL', first], { namespace: ns });
+    for (let i = 0; i < 2000 && !(await ctr(['task', 'rm', first], { namespace: ns })).stderr.includes('137'); i++);
+    // Make the daemon log while only `second` is served: its sandbox dies under it.
+    const line = (await ctr(['task', 'ls'], { namespace: ns })).stdout.split('\n').find((l) => l.startsWith(second)) ?? '';
+    const init = Number(/^\S+\s+(\d+)/.exec(line)?.[1]);
+    const stat = fs.readFileSync(`/proc/${init}/stat`, 'utf8');
+    const sandbox = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    process.kill(sandbox, 'SIGKILL');
+    const log = path.join(rig().dir, 'log', 'containerd.log');
+    const wanted = new RegExp(`"id":"${second}","msg":"lost the connection to tsbox-sandbox"`);
+    for (const deadline = Date.now() + 20000; Date.now() < deadline && !wanted.test(fs.readFileSync(log, 'utf8')); ) await new Promise((r) => setImmediate(r));
+    expect(fs.readFileSync(log, 'utf8')).toMatch(wanted);
+    // Without its sandbox nothing could reap or signal it: the shim kills it and says so.
+    for (const deadline = Date.now() + 20000; Date.now() < deadline && !/STOPPED/.test((await ctr(['task', 'ls'], { namespace: ns })).stdout); );
+    expect((await ctr(['task', 'ls'], { namespace: ns })).stdout).toMatch(new RegExp(`${second}\\s+\\d+\\s+STOPPED`));
+    expect(fs.existsSync(`/proc/${init}`) && !/\) Z /.test(fs.readFileSync(`/proc/${init}/stat`, 'utf8'))).toBe(false);
+    // And it is still cleaned up completely.
+    expect((await ctr(['task', 'rm', '-f', second], { namespace: ns })).code).toBe(0);
+    expect(fs.existsSync(`/proc/${init}`) && !/\) Z /.test(fs.readFileSync(`/proc/${init}/stat`, 'utf8'))).toBe(false);
+    for (const id of [first, second]) await ctr(['container', 'rm', id], { namespace: ns });
+    await ctr(['images', 'rm', IMAGE], { namespace: ns });
+  });
+
   it('keeps a container running across a containerd restart; exec and kill still work', async () => {
     const id = uniqueId('restart');
     await ctr(['run', '-d', ...TSBOX, IMAGE, id, 'sleep', '60']);
