@@ -200,6 +200,34 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     await ctr(['images', 'rm', IMAGE], { namespace: ns });
   });
 
+  it('takes its configuration from ctr --runtime-config-path', async () => {
+    const config = path.join(rig().dir, `${uniqueId('cfg')}.toml`);
+    fs.writeFileSync(config, `root = "${path.join(rig().dir, 'tsbox')}"\ngrouping = "container"\nidle_timeout = 0\n`);
+    const id = uniqueId('own');
+    const ref = uniqueId('ref');
+    const address = (c: string) => fs.readFileSync(path.join(rig().dir, 'state', 'io.containerd.runtime.v2.task', 'default', c, 'address'), 'utf8');
+    expect((await ctr(['run', '-d', ...TSBOX, IMAGE, ref, 'sleep', '60'])).code).toBe(0);
+    expect((await ctr(['run', '-d', ...TSBOX, '--runtime-config-path', config, IMAGE, id, 'sleep', '60'])).code).toBe(0);
+    expect(address(id)).not.toBe(address(ref));
+    // grouping = "container": a daemon of its own, named by this container's id
+    const own = () => {
+      try {
+        return execFileSync('pgrep', ['-f', `shim/main.js -namespace default -id ${id} `], { encoding: 'utf8' }).trim().split('\n');
+      } catch {
+        return [];
+      }
+    };
+    expect(own()).toHaveLength(1);
+    for (const c of [id, ref]) {
+      await ctr(['task', 'kill', '-s', 'KILL', c]);
+      for (let i = 0; i < 2000 && !(await ctr(['task', 'rm', c])).stderr.includes('137'); i++);
+      await ctr(['container', 'rm', c]);
+    }
+    // idle_timeout = 0: it leaves right after its only task
+    for (const deadline = Date.now() + 20000; Date.now() < deadline && own().length > 0; ) await new Promise((r) => setImmediate(r));
+    expect(own()).toEqual([]);
+  });
+
   it('keeps logging into containerd\'s log after the first container of its daemon is gone', async () => {
     const ns = `tsbox-${uniqueId('log')}`;
     await ctr(['images', 'import', path.join(PROJECT_ROOT, 'build', 'images', 'busybox.tar')], { namespace: ns });
