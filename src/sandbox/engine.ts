@@ -11,7 +11,7 @@ import * as crypto from 'node:crypto';
 import type { Process, Resources, Spec, State } from '../oci/spec';
 import type { Stats } from './cgroup-stats';
 import { planContainer, planProcess, PlanError } from '../oci/plan';
-import { CgroupManager, resolveCgroupsPath } from './cgroups';
+import { CgroupManager, CgroupRecord, resolveCgroupsPath } from './cgroups';
 import { EngineError } from './errors';
 import { runHooks } from './hooks';
 import { validateId } from './ids';
@@ -88,6 +88,49 @@ export class Engine {
     this.cgroups = opts.cgroups ?? CgroupManager.probe();
   }
 
+  /**
+   * Parent cgroups tsbox created (`/default` for `/default/c1`) are shared by later
+   * containers; a ledger under the state root remembers them, so the last container to
+   * leave removes them whoever created them, and pre-existing parents are never touched.
+   */
+  private get parentsLedger(): string {
+    return path.join(this.store.root, '.cgroup-parents');
+  }
+
+  private recordParents(cgroup: CgroupRecord): void {
+    const leaves = new Set(cgroup.dirs.map((d) => d.dir));
+    const parents = cgroup.created.filter((d) => !leaves.has(d));
+    if (parents.length === 0) return;
+    fs.mkdirSync(this.store.root, { recursive: true, mode: 0o711 });
+    fs.appendFileSync(this.parentsLedger, parents.map((d) => `${d}\n`).join(''));
+  }
+
+  private async removeCgroup(cgroup: CgroupRecord): Promise<string[]> {
+    const left = await this.cgroups.remove(cgroup);
+    let ledger: string[];
+    try {
+      ledger = [...new Set(fs.readFileSync(this.parentsLedger, 'utf8').split('\n').filter(Boolean))];
+    } catch {
+      return left;
+    }
+    const mine = (d: string) => cgroup.dirs.some((leaf) => leaf.dir.startsWith(`${d}/`));
+    const keep: string[] = [];
+    // Deepest first: a parent can only go once its children have.
+    for (const dir of ledger.sort((a, b) => b.length - a.length)) {
+      if (!mine(dir)) {
+        keep.push(dir);
+        continue;
+      }
+      try {
+        fs.rmdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') keep.push(dir); // still in use
+      }
+    }
+    fs.writeFileSync(this.parentsLedger, keep.map((d) => `${d}\n`).join(''));
+    return left;
+  }
+
   private readSpec(bundle: string): Spec {
     const file = path.join(bundle, 'config.json');
     let text: string;
@@ -122,9 +165,10 @@ export class Engine {
       return await this.store.locked(id, async () => {
         const cgroupPath = resolveCgroupsPath(spec.linux?.cgroupsPath, id);
         const cgroup = this.cgroups.create(cgroupPath, spec.linux?.resources);
+        this.recordParents(cgroup);
         undo.add(async () => {
           for (const pid of this.cgroups.pids(cgroup)) killQuietly(pid);
-          await this.cgroups.remove(cgroup);
+          await this.removeCgroup(cgroup);
         });
         const plan = (() => {
           try {
@@ -456,7 +500,7 @@ export class Engine {
     fs.rmSync(rec.socket, { force: true });
     if (rec.cgroup) {
       for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid);
-      const left = await this.cgroups.remove(rec.cgroup);
+      const left = await this.removeCgroup(rec.cgroup);
       if (left.length) this.log.warn({ id: rec.id, left }, 'cgroup directories could not be removed');
     }
     if (rec.status !== 'creating') {

@@ -197,6 +197,9 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     // The daemon leaves once idle_timeout (1 s in the rig) has passed without a new task.
     for (const deadline = Date.now() + 20000; Date.now() < deadline && daemons().length > 0; ) await new Promise((r) => setImmediate(r));
     expect(daemons()).toEqual([]);
+    // ctr puts them under /<namespace>/<id>: the shared parent goes with the last of them,
+    // although the first one made it.
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/${ns}`)).toBe(false);
     await ctr(['images', 'rm', IMAGE], { namespace: ns });
   });
 
