@@ -334,6 +334,16 @@ export class Engine {
     if (rec.status === 'paused' && signal === 9 && rec.cgroup) await this.cgroups.freeze(rec.cgroup, false).catch(() => undefined);
   }
 
+  /** Drops an exited exec from the sandbox's books (its pidfd and status). */
+  async forgetExec(id: string, execId: string): Promise<void> {
+    const conn = SandboxConnection.connect(this.store.read(id).socket);
+    try {
+      await conn.request({ op: 'forgetExec', container: id, exec: execId });
+    } finally {
+      conn.close();
+    }
+  }
+
   /** Signals every process in the container's cgroup, whatever the sandbox's state. */
   killCgroup(id: string, signal: number): void {
     const rec = this.store.read(id);

@@ -191,6 +191,8 @@ export class SandboxConnection extends EventEmitter {
   }
 
   close(): void {
+    // Before the fd goes: a queued request must not write to a number reused meanwhile.
+    this.closed = true;
     this.sock.destroy();
   }
 }

@@ -92,22 +92,32 @@ export async function serve(flags: ShimFlags): Promise<void> {
     // Containers on their way to us: a `start` reserved them; Create (or a timeout) ends it.
     const reservations = new Map<string, NodeJS.Timeout>();
     let exiting = false;
+    // Set under the group lock at the moment the socket goes: only from then on is a
+    // Reserve refused (a start refused earlier would spawn a daemon whose socket we'd unlink).
+    let closing = false;
     const idle = () => service.size === 0 && reservations.size === 0;
     const maybeExit = async (why: string) => {
       if (exiting || !idle()) return;
       exiting = true;
-      // Decide under the group's start lock: a `start` either reserved before we looked
-      // (we stay) or finds no socket after (it spawns a fresh daemon).
-      const lockFd = fs.openSync(`${socket}.lock`, 'a', 0o600);
       try {
-        await native.flockExclusive(lockFd);
-        if (!idle()) {
-          exiting = false;
-          return;
+        // Decide under the group's start lock: a `start` either reserved before we looked
+        // (we stay) or finds no socket after (it spawns a fresh daemon).
+        const lockFd = fs.openSync(`${socket}.lock`, 'a', 0o600);
+        try {
+          await native.flockExclusive(lockFd);
+          if (!idle()) {
+            exiting = false;
+            return;
+          }
+          closing = true;
+          fs.rmSync(socket, { force: true });
+        } finally {
+          fs.closeSync(lockFd);
         }
-        fs.rmSync(socket, { force: true });
-      } finally {
-        fs.closeSync(lockFd);
+      } catch (e) {
+        exiting = false;
+        log?.warn({ err: (e as Error).message }, 'could not take the group lock to exit; staying');
+        return;
       }
       log?.info({ why }, 'shim daemon exiting');
       await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 5000).unref())]);
@@ -139,7 +149,7 @@ export async function serve(flags: ShimFlags): Promise<void> {
     });
     server.register(SHIM_SERVICE, {
       Reserve: (payload) => {
-        if (exiting) throw RpcError.unavailable('shim daemon is exiting');
+        if (closing) throw RpcError.unavailable('shim daemon is exiting');
         reserve(Buffer.from(payload).toString());
         return new Uint8Array();
       },

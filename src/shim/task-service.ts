@@ -41,6 +41,8 @@ class Proc {
   exitedAt: Date | null = null;
   /** A start is in flight: its exit must wait for the start event. */
   starting = false;
+  /** This exec's TaskExit is queued (the init's waits for it). */
+  exitPublished = false;
   earlyExit: ExitEvent | null = null;
   private resolveExit!: () => void;
   readonly exited = new Promise<void>((r) => (this.resolveExit = r));
@@ -89,6 +91,7 @@ function ts(d: Date | null): google.protobuf.ITimestamp | null {
 
 export class TaskService {
   private readonly containers = new Map<string, Container>();
+  private readonly creating = new Set<string>();
 
   constructor(
     private readonly engine: Engine,
@@ -123,10 +126,12 @@ export class TaskService {
 
   async create(req: containerd.task.v2.CreateTaskRequest): Promise<containerd.task.v2.ICreateTaskResponse> {
     const { id } = req;
-    if (this.containers.has(id)) throw RpcError.alreadyExists(`container ${id} already exists`);
+    if (this.containers.has(id) || this.creating.has(id)) throw RpcError.alreadyExists(`container ${id} already exists`);
+    this.creating.add(id);
     try {
       return await this.createTask(req);
     } finally {
+      this.creating.delete(id);
       this.hooks.created(id);
     }
   }
@@ -136,15 +141,18 @@ export class TaskService {
     const rootfs = path.join(bundle, 'rootfs');
     mountRootfs(req.rootfs, rootfs);
     let io: ProcessIO | null = null;
+    let created = false;
+    let conn: SandboxConnection | null = null;
     try {
       io = await ProcessIO.open({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, { id, namespace: this.namespace });
       const rec = await this.engine.create(id, bundle, { stdio: io.containerFds });
+      created = true;
       io.attach();
       const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')) as Spec;
       const ownsPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
       const init = new Proc('', io, null);
       init.pid = rec.pid;
-      const conn = this.engine.watch(id);
+      conn = this.engine.watch(id);
       const c = new Container(id, bundle, init, conn, ownsPidNs, req.rootfs.length > 0);
       conn.on('exit', (ev: ExitEvent) => void this.onExit(c, ev));
       // Queued at once: it precedes the exit it caused (CRI reads it as OOMKilled).
@@ -162,6 +170,10 @@ export class TaskService {
       });
       return { pid: rec.pid };
     } catch (e) {
+      this.containers.delete(id);
+      conn?.removeAllListeners('close');
+      conn?.close();
+      if (created) await this.engine.delete(id, true).catch(() => undefined);
       io?.close();
       if (req.rootfs.length > 0) unmountRootfs(rootfs);
       throw rpcError(e);
@@ -187,14 +199,23 @@ export class TaskService {
         this.events.publish('/tasks/exec-started', 'TaskExecStarted', E.TaskExecStarted, { containerId: c.id, execId: req.execId, pid: res.pid });
       }
     } catch (e) {
+      if (req.execId && p.status === 'created') {
+        // A process that never ran: its Wait must not hang (runc closes its wait too), and
+        // containerd's client waits for the exec's IO to end before it reports the error,
+        // so every FIFO handle of ours goes now.
+        p.markExited(255);
+        p.io.close();
+      }
       throw rpcError(e);
     } finally {
       p.starting = false;
-    }
-    if (p.earlyExit) {
-      const ev = p.earlyExit;
-      p.earlyExit = null;
-      void this.onExit(c, ev);
+      // An exit that came while the start was in flight is handled now, in order.
+      if (p.earlyExit) {
+        const ev = p.earlyExit;
+        p.earlyExit = null;
+        void this.onExit(c, ev);
+      }
+      void this.finishInit(c);
     }
     return { pid: p.pid };
   }
@@ -211,13 +232,18 @@ export class TaskService {
       p.markExited(ev.status);
       await p.io.drained(2000);
       this.publishExit(c, p);
+      p.exitPublished = true;
       void this.finishInit(c);
       return;
     }
     c.pendingInitExit = ev;
     if (!c.ownsPidNs) {
       // Nothing takes the execs down with the init: do what the pid namespace would.
-      await this.engine.kill(c.id, 9, true).catch(() => undefined);
+      try {
+        this.engine.killCgroup(c.id, 9);
+      } catch {
+        // no record left: nothing to kill
+      }
     }
     await this.finishInit(c);
   }
@@ -238,6 +264,7 @@ export class TaskService {
       if (e.status !== 'running') continue;
       e.markExited(137);
       this.publishExit(c, e);
+      e.exitPublished = true;
     }
     if (c.init.status !== 'stopped') {
       c.pendingInitExit ??= { container: c.id, exec: null, pid: c.init.pid, status: 137 };
@@ -249,7 +276,8 @@ export class TaskService {
   private async finishInit(c: Container): Promise<void> {
     const ev = c.pendingInitExit;
     if (!ev) return;
-    for (const e of c.execs.values()) if (e.status === 'running' || e.starting) return;
+    // Every started exec's TaskExit goes out before the init's (its pty may still drain).
+    for (const e of c.execs.values()) if (e.status === 'running' || e.starting || (e.pid > 0 && e.status === 'stopped' && !e.exitPublished)) return;
     c.pendingInitExit = null;
     c.freezer = 'thawed';
     await c.init.io.drained(2000);
@@ -305,17 +333,22 @@ export class TaskService {
       else await this.engine.signalExec(c.id, req.execId, req.signal);
     } catch (e) {
       const err = rpcError(e);
-      if (err instanceof RpcError && err.code === Code.NOT_FOUND) throw RpcError.notFound('process already finished');
+      // NotFound, or the engine already saw the init stopped before its exit was handled.
+      const gone = err instanceof RpcError && (err.code === Code.NOT_FOUND || (!req.execId && err.code === Code.FAILED_PRECONDITION && /it is stopped/.test(err.message)));
+      if (gone) throw RpcError.notFound('process already finished');
       throw err;
     }
   }
 
   async delete(req: containerd.task.v2.DeleteRequest): Promise<containerd.task.v2.IDeleteResponse> {
     const { c, p } = this.proc(req.id, req.execId);
+    if (p.starting) throw RpcError.failedPrecondition('cannot delete a process while it is starting');
     if (req.execId) {
       if (p.status === 'running') throw RpcError.failedPrecondition(`cannot delete a running exec ${req.execId}`);
+      if (p.status === 'created') p.markExited(255);
       p.io.close();
       c.execs.delete(req.execId);
+      if (p.pid > 0) await this.engine.forgetExec(c.id, req.execId).catch(() => undefined);
       return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
     }
     if (p.status === 'running' || c.pendingInitExit) throw new RpcError(Code.FAILED_PRECONDITION, 'cannot delete a running process');

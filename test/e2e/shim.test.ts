@@ -142,6 +142,22 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     await ctr(['container', 'rm', killed]);
   });
 
+  it('reports an exec of a missing program clearly and lets exec ids be reused', async () => {
+    const id = uniqueId('exid');
+    await ctr(['run', '-d', ...TSBOX, IMAGE, id, 'sleep', '60']);
+    try {
+      const missing = await ctr(['task', 'exec', '--exec-id', 'x', id, 'no-such-program']);
+      expect(missing.code).not.toBe(0);
+      expect(missing.stderr).toMatch(/process\.args\[0\]: exec no-such-program: not found in PATH: ENOENT/);
+      // ctr deletes each exec when it is done, so the same id is free again every time.
+      for (const word of ['one', 'two', 'three']) {
+        expect(await ctr(['task', 'exec', '--exec-id', 'x', id, 'echo', word])).toMatchObject({ code: 0, stdout: `${word}\n` });
+      }
+    } finally {
+      await remove(id);
+    }
+  });
+
   it('publishes create, start, exit and delete in order', async () => {
     const topics = await taskTopicsOfRun('ev', (id) => ctr(['run', '--rm', ...TSBOX, IMAGE, id, 'true']));
     expect(topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);

@@ -26,6 +26,8 @@ enum Op {
     State,
     /// Drop a stopped (or never started) container; kills its init first if needed.
     Forget { container: String },
+    /// Drop an exec that has exited.
+    ForgetExec { container: String, exec: String },
     Shutdown,
 }
 
@@ -181,6 +183,19 @@ impl Sandbox {
             Op::Signal { container, exec, signal } => self.signal(&container, exec.as_deref(), signal),
             Op::State => Ok(self.state()),
             Op::Forget { container } => self.forget(&container),
+            Op::ForgetExec { container, exec } => {
+                let c = self.container(&container)?;
+                match c.execs.get(&exec) {
+                    Some(p) if p.status != Status::Stopped => {
+                        Err(SysError::new(format!("exec {exec} is still running"), libc::EBUSY))
+                    }
+                    Some(_) => {
+                        c.execs.remove(&exec);
+                        Ok(json!({}))
+                    }
+                    None => Ok(json!({})),
+                }
+            }
             Op::Shutdown => {
                 self.shutdown = true;
                 Ok(json!({}))
