@@ -45,6 +45,30 @@ describe('a container from an OCI bundle', () => {
     expect(r.out).toBe('mkdir=1\ntouch=ok\n');
   });
 
+  it('compares masked arguments like runc (value is the mask, valueTwo the datum)', async () => {
+    // Deny chmod only when others get exactly r-x: (mode & 07) == 05.
+    const b = makeBundle('maskedeq', ['sh', '-c', 'touch /tmp/f; chmod 757 /tmp/f && echo ok; chmod 755 /tmp/f; echo no=$?'], (s) => {
+      s.linux!.seccomp = {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        architectures: ['SCMP_ARCH_X86_64'],
+        syscalls: [
+          { names: ['chmod'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [{ index: 1, value: 0o7, valueTwo: 0o5, op: 'SCMP_CMP_MASKED_EQ' }] },
+          { names: ['fchmodat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [{ index: 2, value: 0o7, valueTwo: 0o5, op: 'SCMP_CMP_MASKED_EQ' }] },
+        ],
+      };
+    });
+    const r = await h.run(b);
+    expect(r.out).toBe('ok\nno=1\n');
+    expect(r.err).toMatch(/Operation not permitted/);
+  });
+
+  it('writes sysctls even though /proc/sys is read-only for the process', async () => {
+    const b = makeBundle('sysctl', ['sh', '-c', 'cat /proc/sys/net/ipv4/ip_unprivileged_port_start; echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo ro'], (s) => {
+      s.linux!.sysctl = { 'net.ipv4.ip_unprivileged_port_start': '80' };
+    });
+    expect((await h.run(b)).out).toBe('80\nro\n');
+  });
+
   it('runs as the spec user with its groups and umask', async () => {
     const b = makeBundle('user', ['sh', '-c', 'id; umask; touch /tmp/f; stat -c %a /tmp/f'], (s) => {
       s.process!.user = { uid: 1000, gid: 1000, additionalGids: [10, 20], umask: 0o027 };

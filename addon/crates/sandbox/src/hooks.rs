@@ -36,9 +36,14 @@ fn run(kind: &str, hook: &HookPlan, state: &str) -> Result<()> {
         }
     }
     drop(rd);
-    // The hook may not read its stdin at all; EPIPE is not an error.
+    // The hook may not read its stdin at all: EPIPE is not an error, and SIGPIPE (default
+    // again in a container's init) must not kill us for it.
     let bytes = state.as_bytes();
-    unsafe { libc::write(wr.as_raw_fd(), bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+    unsafe {
+        let old = libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::write(wr.as_raw_fd(), bytes.as_ptr() as *const libc::c_void, bytes.len());
+        libc::signal(libc::SIGPIPE, old);
+    }
     drop(wr);
 
     let pidfd = tsbox_sys::sys::pidfd_open(pid).map_err(|e| e.with_field(hook.field.clone()))?;

@@ -30,6 +30,26 @@ pub fn reset_signals() {
     }
 }
 
+/**
+ * First thing in a new child: drop every descriptor of tsbox-sandbox (listener, clients,
+ * other containers' pidfds and stdio) but its own, so nothing in the container — even
+ * before execve, even through ptrace or pidfd_getfd — can reach them. Not dumpable until
+ * execve either (it resets that), unless a new user namespace needs its own /proc files.
+ */
+pub fn isolate_child(keep: &[RawFd], dumpable: bool) {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            unsafe { libc::close(fd) };
+        }
+    }
+    if !dumpable {
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
+}
+
 fn wait_for(sync_fd: RawFd, what: &str) -> Result<ToChild> {
     match sync::recv::<ToChild>(sync_fd)? {
         Some(m) => Ok(m),
@@ -195,7 +215,7 @@ fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: u64, data
 
 /// Resolves `path` (absolute, as the container sees it) inside `root` without letting a
 /// symlink in the image lead outside it: every symlink met is resolved against `root`.
-pub fn secure_join(root: &str, path: &str) -> PathBuf {
+pub fn secure_join(root: &str, path: &str) -> Result<PathBuf> {
     let root = Path::new(root);
     let mut out = PathBuf::new(); // relative to root
     let mut pending: Vec<PathBuf> = vec![PathBuf::from(path)];
@@ -213,7 +233,11 @@ pub fn secure_join(root: &str, path: &str) -> PathBuf {
                 Component::Normal(name) => {
                     let candidate = out.join(name);
                     match std::fs::read_link(root.join(&candidate)) {
-                        Ok(target) if hops < 255 => {
+                        // Never leave a link unresolved: the host would follow it.
+                        Ok(_) if hops >= 255 => {
+                            return Err(SysError::new(format!("resolve {path} in the rootfs: too many symlinks"), libc::ELOOP));
+                        }
+                        Ok(target) => {
                             hops += 1;
                             let rest: PathBuf = comps.iter().rev().collect();
                             comps.clear();
@@ -226,7 +250,7 @@ pub fn secure_join(root: &str, path: &str) -> PathBuf {
             }
         }
     }
-    root.join(out)
+    Ok(root.join(out))
 }
 
 fn mkdir_all(path: &Path, step: &str) -> Result<()> {
@@ -283,7 +307,7 @@ fn prepare_rootfs(plan: &ContainerPlan) -> Result<()> {
         make_device(rootfs, d, plan.bind_devices).map_err(|e| e.with_field(d.field.clone()))?;
     }
     for l in &plan.symlinks {
-        let link = secure_join(rootfs, &l.link);
+        let link = secure_join(rootfs, &l.link)?;
         match std::os::unix::fs::symlink(&l.target, &link) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -309,7 +333,7 @@ fn parent_mount(path: &str) -> String {
 }
 
 fn mount_one(rootfs: &str, m: &MountPlan) -> Result<()> {
-    let target = secure_join(rootfs, &m.destination);
+    let target = secure_join(rootfs, &m.destination)?;
     let target_s = target.to_string_lossy().into_owned();
     if m.bind {
         let meta = std::fs::metadata(&m.source).map_err(|e| io_err(&format!("bind source {}", m.source), e))?;
@@ -339,7 +363,7 @@ fn mount_one(rootfs: &str, m: &MountPlan) -> Result<()> {
 }
 
 fn make_device(rootfs: &str, d: &crate::plan::DevicePlan, bind: bool) -> Result<()> {
-    let target = secure_join(rootfs, &d.path);
+    let target = secure_join(rootfs, &d.path)?;
     if let Some(parent) = target.parent() {
         mkdir_all(parent, "device")?;
     }
@@ -355,9 +379,8 @@ fn make_device(rootfs: &str, d: &crate::plan::DevicePlan, bind: bool) -> Result<
     let ret = unsafe { libc::mknod(c.as_ptr(), d.file_type | (d.mode & 0o7777), dev) };
     if ret != 0 {
         let e = SysError::last(format!("mknod {}", d.path));
-        if e.errno != libc::EEXIST {
-            return Err(e);
-        }
+        // Something is already there: leave it alone rather than chmod/chown it (runc).
+        return if e.errno == libc::EEXIST { Ok(()) } else { Err(e) };
     }
     ok(unsafe { libc::chmod(c.as_ptr(), d.mode & 0o7777) }, || format!("chmod {}", d.path))?;
     ok(unsafe { libc::chown(c.as_ptr(), d.uid, d.gid) }, || format!("chown {}", d.path))
@@ -374,8 +397,9 @@ fn enter_rootfs(rootfs: &str) -> Result<()> {
             let dot = cstring(".");
             ok(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) }, || "unmount the old root".into())?;
         }
-        // A ramfs/initramfs root cannot be pivoted away from: move and chroot instead.
-        Err(e) if e.errno == libc::EINVAL => {
+        // An initramfs (ramfs/tmpfs) host root cannot be pivoted away from: move and chroot
+        // instead. Anywhere else EINVAL is a real error: a chroot would be escapable.
+        Err(e) if e.errno == libc::EINVAL && host_root_is_ramfs() => {
             mount(Some(rootfs), "/", None, libc::MS_MOVE as u64, None).map_err(|e| e.with_field("root.path"))?;
             let dot = cstring(".");
             ok(unsafe { libc::chroot(dot.as_ptr()) }, || format!("chroot {rootfs}"))?;
@@ -386,7 +410,22 @@ fn enter_rootfs(rootfs: &str) -> Result<()> {
     ok(unsafe { libc::chdir(root.as_ptr()) }, || "chdir /".into())
 }
 
+fn host_root_is_ramfs() -> bool {
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let root = cstring("/");
+    let ok = unsafe { libc::statfs(root.as_ptr(), &mut st) } == 0;
+    ok && matches!(st.f_type as i64, RAMFS_MAGIC | TMPFS_MAGIC)
+}
+
 fn finish_rootfs(plan: &ContainerPlan) -> Result<()> {
+    // Sysctls first: /proc/sys is usually among the read-only paths (runc's order).
+    for s in &plan.sysctls {
+        let path = format!("/proc/sys/{}", s.key.replace('.', "/"));
+        std::fs::write(&path, &s.value)
+            .map_err(|e| io_err(&format!("write {path}"), e).with_field(format!("linux.sysctl[{}]", s.key)))?;
+    }
     for (i, p) in plan.readonly_paths.iter().enumerate() {
         let field = format!("linux.readonlyPaths[{i}]");
         if std::fs::symlink_metadata(p).is_err() {
@@ -407,11 +446,6 @@ fn finish_rootfs(plan: &ContainerPlan) -> Result<()> {
     }
     if plan.rootfs_readonly {
         remount_bind("/", libc::MS_RDONLY as u64).map_err(|e| e.with_field("root.readonly"))?;
-    }
-    for s in &plan.sysctls {
-        let path = format!("/proc/sys/{}", s.key.replace('.', "/"));
-        std::fs::write(&path, &s.value)
-            .map_err(|e| io_err(&format!("write {path}"), e).with_field(format!("linux.sysctl[{}]", s.key)))?;
     }
     Ok(())
 }

@@ -25,8 +25,7 @@ fn lib_err(step: String, e: libseccomp::error::SeccompError) -> SysError {
     SysError::new(format!("{step}: {e}"), libc::EINVAL)
 }
 
-fn compare(op: &str, value: u64, value_two: u64) -> Option<ScmpCompareOp> {
-    let _ = value;
+fn compare(op: &str, value: u64) -> Option<ScmpCompareOp> {
     Some(match op {
         "ne" => ScmpCompareOp::NotEqual,
         "lt" => ScmpCompareOp::Less,
@@ -34,7 +33,8 @@ fn compare(op: &str, value: u64, value_two: u64) -> Option<ScmpCompareOp> {
         "eq" => ScmpCompareOp::Equal,
         "ge" => ScmpCompareOp::GreaterEqual,
         "gt" => ScmpCompareOp::Greater,
-        "masked_eq" => ScmpCompareOp::MaskedEqual(value_two),
+        // OCI (like runc): `value` is the mask, `valueTwo` the value compared with.
+        "masked_eq" => ScmpCompareOp::MaskedEqual(value),
         _ => return None,
     })
 }
@@ -56,11 +56,12 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext> {
         }
         let mut cmps = Vec::with_capacity(rule.args.len());
         for arg in &rule.args {
-            let op = compare(&arg.op, arg.value, arg.value_two).ok_or_else(|| {
+            let op = compare(&arg.op, arg.value).ok_or_else(|| {
                 SysError::new(format!("seccomp operator {} is not supported", arg.op), libc::EINVAL)
                     .with_field(rule.field.clone())
             })?;
-            cmps.push(ScmpArgCompare::new(arg.index, op, arg.value));
+            let datum = if arg.op == "masked_eq" { arg.value_two } else { arg.value };
+            cmps.push(ScmpArgCompare::new(arg.index, op, datum));
         }
         for name in &rule.names {
             // Like runc: a syscall this libseccomp or architecture does not know is skipped.

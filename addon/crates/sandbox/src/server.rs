@@ -146,14 +146,21 @@ impl Sandbox {
 
     /// Handles one request line from `client`; returns the answer to send back.
     pub fn handle(&mut self, client: &mut Client, line: &[u8]) -> Value {
+        // A request we cannot read must not leave its fds for the next one to take.
         let env: Envelope = match serde_json::from_slice(line) {
             Ok(e) => e,
-            Err(e) => return json!({ "id": null, "err": err_json(&proto_err(format!("bad request: {e}"))) }),
+            Err(e) => {
+                client.fds.clear();
+                return json!({ "id": null, "err": err_json(&proto_err(format!("bad request: {e}"))) });
+            }
         };
         let id = env.id;
         let op: Op = match serde_json::from_value(env.op) {
             Ok(op) => op,
-            Err(e) => return json!({ "id": id, "err": err_json(&proto_err(format!("bad request: {e}"))) }),
+            Err(e) => {
+                client.fds.clear();
+                return json!({ "id": id, "err": err_json(&proto_err(format!("bad request: {e}"))) });
+            }
         };
         match self.dispatch(client, op) {
             Ok(v) => json!({ "id": id, "ok": v }),
@@ -220,7 +227,8 @@ impl Sandbox {
         }
         let (pid, pidfd) = match forked.map_err(|e| e.with_field("linux.namespaces"))? {
             Forked::Child => {
-                drop(parent_end);
+                let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd()).chain(stdio.iter().map(|f| f.as_raw_fd())).collect();
+                init::isolate_child(&keep, plan.clone_flags & libc::CLONE_NEWUSER as u64 != 0);
                 init::container_init(plan, child_end, stdio)
             }
             Forked::Parent { pid, pidfd } => (pid, own(pidfd)),
@@ -358,8 +366,12 @@ impl Sandbox {
         }
         let (pid, pidfd) = match forked? {
             Forked::Child => {
-                drop(parent_end);
                 let others: Vec<(i32, OwnedFd)> = ns_fds.into_iter().filter(|(f, _)| *f != libc::CLONE_NEWPID).collect();
+                let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd())
+                    .chain(stdio.iter().map(|f| f.as_raw_fd()))
+                    .chain(others.iter().map(|(_, f)| f.as_raw_fd()))
+                    .collect();
+                init::isolate_child(&keep, others.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER));
                 init::exec_init(&plan.process, others, child_end, stdio)
             }
             Forked::Parent { pid, pidfd } => (pid, own(pidfd)),
@@ -413,6 +425,9 @@ impl Sandbox {
 
     fn forget(&mut self, id: &str) -> Result<Value> {
         let c = self.container(id)?;
+        for p in c.execs.values().filter(|p| p.status != Status::Stopped) {
+            kill_and_reap(p);
+        }
         if c.init.status != Status::Stopped {
             kill_and_reap(&c.init);
         }
