@@ -120,7 +120,9 @@ fn serve(socket: &str) -> Result<()> {
             }
         }
         if pfds[0].revents != 0 {
-            let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+            let fd = unsafe {
+                libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+            };
             if fd >= 0 {
                 clients.push(Client::new(own(fd)));
             }

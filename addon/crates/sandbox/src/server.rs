@@ -108,8 +108,10 @@ impl Client {
     pub fn read_lines(&mut self) -> Option<Vec<Vec<u8>>> {
         let mut chunk = vec![0u8; 256 * 1024];
         match recv_with_fds(self.fd.as_raw_fd(), &mut chunk, &mut self.fds) {
-            Ok(0) | Err(_) => return None,
+            Ok(0) => return None,
             Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.errno == libc::EAGAIN => return Some(Vec::new()),
+            Err(_) => return None,
         }
         let mut lines = Vec::new();
         while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
@@ -119,21 +121,17 @@ impl Client {
         Some(lines)
     }
 
+    /// Sends without ever blocking: the socket is non-blocking, and a client that lets its
+    /// receive buffer fill up (hundreds of KiB of unread events) is dropped rather than
+    /// allowed to stall every other client and the reaping.
     pub fn send(&mut self, v: &Value) {
         let mut bytes = v.to_string().into_bytes();
         bytes.push(b'\n');
         let mut off = 0;
-        while off < bytes.len() {
+        while off < bytes.len() && self.alive {
             match send_with_fds(self.fd.as_raw_fd(), &bytes[off..], &[]) {
                 Ok(n) => off += n,
-                Err(e) if e.errno == libc::EAGAIN => {
-                    let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-                    unsafe { libc::poll(&mut p, 1, 1000) };
-                }
-                Err(_) => {
-                    self.alive = false;
-                    return;
-                }
+                Err(_) => self.alive = false,
             }
         }
     }
