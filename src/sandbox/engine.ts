@@ -319,9 +319,7 @@ export class Engine {
   async kill(id: string, signal: number, all = false): Promise<void> {
     const rec = await this.load(id);
     expectStatus(id, rec.status, ['created', 'running', 'paused'], 'kill');
-    if (all && rec.cgroup) {
-      for (const pid of this.cgroups.pids(rec.cgroup)) killQuietly(pid, signal);
-    }
+    if (all) this.killCgroup(id, signal);
     const conn = SandboxConnection.connect(rec.socket);
     try {
       await conn.request({ op: 'signal', container: id, signal });

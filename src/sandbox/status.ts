@@ -13,7 +13,6 @@ const NEXT: Record<Status, readonly Status[]> = {
 
 /** The new status, or FailedPrecondition naming the operation that cannot happen now. */
 export function transition(id: string, from: Status, to: Status, operation: string): Status {
-  if (from === to && to === 'stopped') return to;
   if (!NEXT[from].includes(to)) {
     throw EngineError.failedPrecondition(`cannot ${operation} container ${id}: it is ${from}`);
   }

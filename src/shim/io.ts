@@ -36,6 +36,8 @@ export class ProcessIO {
   private consoleEnd: number | null = null;
   private master: number | null = null;
   private streams: (net.Socket | tty.ReadStream | tty.WriteStream)[] = [];
+  /** Terminal mode: the copy from the stdin FIFO into the pty. */
+  private stdinCopy: net.Socket | null = null;
   private logger: ChildProcess | null = null;
   private outputDone: Promise<void> = Promise.resolve();
 
@@ -148,6 +150,7 @@ export class ProcessIO {
       input.on('error', () => undefined);
       input.pipe(writer, { end: false });
       this.streams.push(input);
+      this.stdinCopy = input;
     }
     if (this.spec.stdout) {
       this.holders.push(fs.openSync(this.spec.stdout, O_RDONLY | O_NONBLOCK));
@@ -182,7 +185,8 @@ export class ProcessIO {
   closeStdin(): void {
     if (this.stdinHolder !== null) fs.closeSync(this.stdinHolder);
     this.stdinHolder = null;
-    for (const s of this.streams) if (s instanceof net.Socket && s.readable && !s.writable) s.destroy();
+    this.stdinCopy?.destroy();
+    this.stdinCopy = null;
   }
 
   /** Resolves when a terminal's output has been copied out (at most `ms` after exit). */

@@ -6,29 +6,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client, Code, callTyped } from '../../src/ttrpc';
 import { containerd, google } from '../../src/proto';
-import { ctr, rig, taskTopicsOfRun, uniqueId } from '../rig/rig';
+import { ctr, removeTask as remove, rig, taskPid, taskStatus, taskTopicsOfRun, uniqueId, waitUntil as until } from '../rig/rig';
 
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
 const IMAGE = 'localhost/busybox:latest';
-
-async function taskLine(id: string): Promise<string> {
-  return (await ctr(['task', 'ls'])).stdout.split('\n').find((l) => l.startsWith(`${id} `)) ?? '';
-}
-
-async function until(cond: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setImmediate(r));
-  }
-  throw new Error(`never: ${what}`);
-}
-
-async function remove(id: string): Promise<void> {
-  await ctr(['task', 'kill', '-s', 'KILL', id]);
-  await until(async () => /STOPPED|^$/.test(await taskLine(id)), `${id} stopped`);
-  await ctr(['task', 'rm', id]);
-  await ctr(['container', 'rm', id]);
-}
 
 function cg(controller: string, id: string, file: string): string {
   return fs.readFileSync(`/sys/fs/cgroup/${controller}/default/${id}/${file}`, 'utf8').trim();
@@ -55,18 +36,18 @@ describe('cgroups through the shim', () => {
     const id = uniqueId('pause');
     await ctr(['run', '-d', ...TSBOX, IMAGE, id, 'sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; done']);
     try {
-      const pid = Number(/^\S+\s+(\d+)/.exec(await taskLine(id))?.[1]);
+      const pid = await taskPid(id);
       const counter = () => Number(fs.readFileSync(`/proc/${pid}/root/tmp/n`, 'utf8').trim() || 0);
       await until(() => counter() > 0, 'the loop runs');
       expect((await ctr(['task', 'pause', id])).code).toBe(0);
-      expect(await taskLine(id)).toMatch(/PAUSED/);
+      expect(await taskStatus(id)).toBe('PAUSED');
       expect(cg('freezer', id, 'freezer.state')).toBe('FROZEN');
       const exec = await ctr(['task', 'exec', '--exec-id', 'nope', id, 'true']);
       expect(exec.code).not.toBe(0);
       expect(exec.stderr).toMatch(/paused/);
       const frozenAt = counter();
       expect((await ctr(['task', 'resume', id])).code).toBe(0);
-      expect(await taskLine(id)).toMatch(/RUNNING/);
+      expect(await taskStatus(id)).toBe('RUNNING');
       await until(() => counter() > frozenAt + 10, 'the loop continues after resume');
     } finally {
       await remove(id);

@@ -6,46 +6,20 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ctr, rig, uniqueId, taskTopicsOfRun, CONTAINERD_SCRIPT, PROJECT_ROOT } from '../rig/rig';
+import { alive, ctr, removeTask as remove, rig, shimDaemons, taskPid, taskStatus, taskTopicsOfRun, uniqueId, waitUntil, CONTAINERD_SCRIPT, PROJECT_ROOT } from '../rig/rig';
 import { execFileSync } from 'node:child_process';
 
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
 const RUNC = ['--runtime', 'io.containerd.runc.v2'];
 const IMAGE = 'localhost/busybox:latest';
 
-/** A process that exists and is not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /** `ctr run --rm` under a runtime; stdout, stderr, exit code. */
 function run(runtime: string[], args: string[], cmd: string[]) {
   return ctr(['run', '--rm', ...runtime, ...args, IMAGE, uniqueId('t'), ...cmd]);
 }
 
-async function taskStatus(id: string): Promise<string | undefined> {
-  const ls = await ctr(['task', 'ls']);
-  return new RegExp(`^${id}\\s+\\d+\\s+(\\w+)`, 'm').exec(ls.stdout)?.[1];
-}
-
-/** Waits (by asking containerd) until the task reaches `status`. */
-async function until(id: string, status: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if ((await taskStatus(id)) === status) return;
-  }
-  throw new Error(`task ${id} never became ${status}`);
-}
-
-async function remove(id: string): Promise<void> {
-  await ctr(['task', 'kill', '-s', 'KILL', id]);
-  await until(id, 'STOPPED').catch(() => undefined);
-  await ctr(['task', 'rm', '-f', id]);
-  await ctr(['container', 'rm', id]);
-}
+/** Waits until containerd shows the task in `status`. */
+const until = (id: string, status: string) => waitUntil(async () => (await taskStatus(id)) === status, `${id} ${status}`);
 
 describe('ctr run --runtime io.containerd.tsbox.v2', () => {
   it('runs a container, prints its output and passes on exit codes 0 and 7', async () => {
@@ -178,7 +152,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     expect(r.code).toBe(0);
     // The logger finishes its copies when the container's end of the pipes closes.
     const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '');
-    for (let i = 0; i < 5000 && (read(`${base}.out`) === '' || read(`${base}.err`) === ''); i++) await new Promise((res) => setImmediate(res));
+    await waitUntil(() => read(`${base}.out`) !== '' && read(`${base}.err`) !== '', 'the logger wrote both files');
     expect([read(`${base}.out`), read(`${base}.err`)]).toEqual(['to-out\n', 'to-err\n']);
   });
 
@@ -192,27 +166,15 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
   it('serves a namespace from one daemon that exits after its last task', async () => {
     const ns = `tsbox-${uniqueId('ns')}`;
     await ctr(['images', 'import', path.join(PROJECT_ROOT, 'build', 'images', 'busybox.tar')], { namespace: ns });
-    const daemons = () => {
-      try {
-        return execFileSync('pgrep', ['-f', `shim/main.js -namespace ${ns} `], { encoding: 'utf8' }).trim().split('\n');
-      } catch {
-        return [];
-      }
-    };
+    const daemons = () => shimDaemons(`-namespace ${ns} `);
     const a = uniqueId('a');
     const b = uniqueId('b');
     await ctr(['run', '-d', ...TSBOX, IMAGE, a, 'sleep', '60'], { namespace: ns });
     await ctr(['run', '-d', ...TSBOX, IMAGE, b, 'sleep', '60'], { namespace: ns });
     expect(daemons()).toHaveLength(1);
-    for (const id of [a, b]) {
-      await ctr(['task', 'kill', '-s', 'KILL', id], { namespace: ns });
-      for (let i = 0; i < 2000 && !/STOPPED/.test((await ctr(['task', 'ls'], { namespace: ns })).stdout.split('\n').find((l) => l.startsWith(id)) ?? ''); i++);
-      await ctr(['task', 'rm', id], { namespace: ns });
-      await ctr(['container', 'rm', id], { namespace: ns });
-    }
+    for (const id of [a, b]) await remove(id, ns);
     // The daemon leaves once idle_timeout (1 s in the rig) has passed without a new task.
-    for (const deadline = Date.now() + 20000; Date.now() < deadline && daemons().length > 0; ) await new Promise((r) => setImmediate(r));
-    expect(daemons()).toEqual([]);
+    await waitUntil(() => daemons().length === 0, 'the daemon exits');
     // ctr puts them under /<namespace>/<id>: the shared parent goes with the last of them,
     // although the first one made it.
     expect(fs.existsSync(`/sys/fs/cgroup/memory/${ns}`)).toBe(false);
@@ -229,22 +191,11 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     expect((await ctr(['run', '-d', ...TSBOX, '--runtime-config-path', config, IMAGE, id, 'sleep', '60'])).code).toBe(0);
     expect(address(id)).not.toBe(address(ref));
     // grouping = "container": a daemon of its own, named by this container's id
-    const own = () => {
-      try {
-        return execFileSync('pgrep', ['-f', `shim/main.js -namespace default -id ${id} `], { encoding: 'utf8' }).trim().split('\n');
-      } catch {
-        return [];
-      }
-    };
+    const own = () => shimDaemons(`-namespace default -id ${id} `);
     expect(own()).toHaveLength(1);
-    for (const c of [id, ref]) {
-      await ctr(['task', 'kill', '-s', 'KILL', c]);
-      for (let i = 0; i < 2000 && !(await ctr(['task', 'rm', c])).stderr.includes('137'); i++);
-      await ctr(['container', 'rm', c]);
-    }
+    for (const c of [id, ref]) await remove(c);
     // idle_timeout = 0: it leaves right after its only task
-    for (const deadline = Date.now() + 20000; Date.now() < deadline && own().length > 0; ) await new Promise((r) => setImmediate(r));
-    expect(own()).toEqual([]);
+    await waitUntil(() => own().length === 0, 'its own daemon exits');
   });
 
   it('keeps logging into containerd\'s log after the first container of its daemon is gone', async () => {
@@ -254,24 +205,22 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     await ctr(['run', '-d', ...TSBOX, IMAGE, first, 'sleep', '60'], { namespace: ns });
     await ctr(['run', '-d', ...TSBOX, IMAGE, second, 'sleep', '60'], { namespace: ns });
     await ctr(['task', 'kill', '-s', 'KILL', first], { namespace: ns });
-    for (let i = 0; i < 2000 && !(await ctr(['task', 'rm', first], { namespace: ns })).stderr.includes('137'); i++);
+    await waitUntil(async () => (await taskStatus(first, ns)) === 'STOPPED', `${first} stopped`);
+    await ctr(['task', 'rm', first], { namespace: ns });
     // Make the daemon log while only `second` is served: its sandbox dies under it.
-    const line = (await ctr(['task', 'ls'], { namespace: ns })).stdout.split('\n').find((l) => l.startsWith(second)) ?? '';
-    const init = Number(/^\S+\s+(\d+)/.exec(line)?.[1]);
+    const init = await taskPid(second, ns);
     const stat = fs.readFileSync(`/proc/${init}/stat`, 'utf8');
     const sandbox = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
     process.kill(sandbox, 'SIGKILL');
     const log = path.join(rig().dir, 'log', 'containerd.log');
     const wanted = new RegExp(`"id":"${second}","msg":"lost the connection to tsbox-sandbox"`);
-    for (const deadline = Date.now() + 20000; Date.now() < deadline && !wanted.test(fs.readFileSync(log, 'utf8')); ) await new Promise((r) => setImmediate(r));
-    expect(fs.readFileSync(log, 'utf8')).toMatch(wanted);
+    await waitUntil(() => wanted.test(fs.readFileSync(log, 'utf8')), 'the warning in containerd\'s log');
     // Without its sandbox nothing could reap or signal it: the shim kills it and says so.
-    for (const deadline = Date.now() + 20000; Date.now() < deadline && !/STOPPED/.test((await ctr(['task', 'ls'], { namespace: ns })).stdout); );
-    expect((await ctr(['task', 'ls'], { namespace: ns })).stdout).toMatch(new RegExp(`${second}\\s+\\d+\\s+STOPPED`));
-    expect(fs.existsSync(`/proc/${init}`) && !/\) Z /.test(fs.readFileSync(`/proc/${init}/stat`, 'utf8'))).toBe(false);
+    await waitUntil(async () => (await taskStatus(second, ns)) === 'STOPPED', `${second} stopped`);
+    expect(alive(init)).toBe(false);
     // And it is still cleaned up completely.
     expect((await ctr(['task', 'rm', '-f', second], { namespace: ns })).code).toBe(0);
-    expect(fs.existsSync(`/proc/${init}`) && !/\) Z /.test(fs.readFileSync(`/proc/${init}/stat`, 'utf8'))).toBe(false);
+    expect(alive(init)).toBe(false);
     for (const id of [first, second]) await ctr(['container', 'rm', id], { namespace: ns });
     await ctr(['images', 'rm', IMAGE], { namespace: ns });
   });
@@ -293,13 +242,13 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     await ctr(['run', '-d', ...TSBOX, '--memory-limit', String(64 << 20), IMAGE, id, 'sleep', '60']);
     const bundle = path.join(rig().dir, 'state', 'io.containerd.runtime.v2.task', 'default', id);
     const address = fs.readFileSync(path.join(bundle, 'address'), 'utf8').replace('unix://', '');
-    const daemon = execFileSync('pgrep', ['-f', `shim/main.js -namespace default -id .* -socket ${address}`], { encoding: 'utf8' }).trim().split('\n').map(Number);
-    const initPid = Number(/^\S+\s+(\d+)/m.exec((await ctr(['task', 'ls'])).stdout.split('\n').find((l) => l.startsWith(id)) ?? '')?.[1]);
+    const daemon = shimDaemons(`-namespace default -id .* -socket ${address}`).map(Number);
+    const initPid = await taskPid(id);
     expect(alive(initPid)).toBe(true);
     for (const pid of daemon) process.kill(pid, 'SIGKILL');
     // containerd notices the dead connection, runs `delete` (which kills the container),
     // and forgets the task; the task may leave `ctr task ls` before `delete` is done.
-    for (let i = 0; i < 2000 && ((await taskStatus(id)) !== undefined || alive(initPid)); i++);
+    await waitUntil(async () => (await taskStatus(id)) === undefined && !alive(initPid), 'containerd forgets the task and delete kills it');
     expect(await taskStatus(id)).toBeUndefined();
     expect(alive(initPid)).toBe(false);
     expect(fs.existsSync(`/sys/fs/cgroup/memory/default/${id}`)).toBe(false);

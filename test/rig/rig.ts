@@ -2,7 +2,8 @@
  * The test rig as tests see it: the private containerd started by global setup (through
  * scripts/containerd, the same script `make demo` uses) and small helpers around `ctr`.
  */
-import { execFile, spawn, ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 
@@ -98,5 +99,55 @@ export async function taskTopicsOfRun(prefix: string, run: (id: string) => Promi
     throw new Error('ctr events never showed a whole run');
   } finally {
     events.kill();
+  }
+}
+
+/**
+ * Resolves once `cond` holds, checking again on every turn of the event loop (these are
+ * states of other processes: there is no event to await); rejects after `ms`.
+ */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, ms = 20000): Promise<void> {
+  for (const deadline = Date.now() + ms; Date.now() < deadline; ) {
+    if (await cond()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`waited ${ms} ms in vain for: ${what}`);
+}
+
+/** The task's status as `ctr task ls` shows it, or undefined when containerd has none. */
+export async function taskStatus(id: string, namespace = 'default'): Promise<string | undefined> {
+  const ls = await ctr(['task', 'ls'], { namespace });
+  return new RegExp(`^${id}\\s+\\d+\\s+(\\w+)`, 'm').exec(ls.stdout)?.[1];
+}
+
+/** The task's host pid as `ctr task ls` shows it. */
+export async function taskPid(id: string, namespace = 'default'): Promise<number> {
+  const ls = await ctr(['task', 'ls'], { namespace });
+  return Number(new RegExp(`^${id}\\s+(\\d+)`, 'm').exec(ls.stdout)?.[1]);
+}
+
+/** SIGKILLs a task, waits until it is stopped, removes task and container. */
+export async function removeTask(id: string, namespace = 'default'): Promise<void> {
+  await ctr(['task', 'kill', '-s', 'KILL', id], { namespace });
+  await waitUntil(async () => (await taskStatus(id, namespace)) !== 'RUNNING', `${id} stopped`).catch(() => undefined);
+  await ctr(['task', 'rm', '-f', id], { namespace });
+  await ctr(['container', 'rm', id], { namespace });
+}
+
+/** A process that exists and is not a zombie. */
+export function alive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Pids of tsbox shim daemons whose command line continues with `args`. */
+export function shimDaemons(args: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', `shim/main.js ${args}`], { encoding: 'utf8' }).trim().split('\n');
+  } catch {
+    return [];
   }
 }

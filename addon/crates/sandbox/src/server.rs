@@ -385,7 +385,7 @@ impl Sandbox {
             Ok(None) => {}
             Ok(Some(FromChild::Error { step, errno, field })) => {
                 kill_and_reap(&process);
-                return Err(SysError { step, errno, field: field.replace("process.", "process.") });
+                return Err(SysError { step, errno, field });
             }
             Ok(Some(_)) | Err(_) => {
                 kill_and_reap(&process);
