@@ -332,6 +332,32 @@ const IGNORED_BIND_OPTIONS = new Set(['z', 'Z']);
 
 const BIND_REMOUNT_FLAGS = ~(MS.BIND | MS.REC | MS.REMOUNT);
 
+/**
+ * Files under /proc a mount may cover (runc's list: lxcfs-style views of the host's
+ * figures). Anything else there could redirect what the runtime or the container writes
+ * to the kernel, e.g. a sysctl.
+ */
+const PROC_MOUNTABLE = new Set([
+  '/proc/cpuinfo',
+  '/proc/diskstats',
+  '/proc/meminfo',
+  '/proc/stat',
+  '/proc/swaps',
+  '/proc/uptime',
+  '/proc/loadavg',
+  '/proc/slabinfo',
+  '/proc/sys/kernel/ns_last_pid',
+  '/proc/sys/crypto/fips_enabled',
+]);
+
+function checkProcMount(destination: string, type: string, bind: boolean, field: string): void {
+  if (destination === '/proc') {
+    if (bind || type !== 'proc') throw new PlanError(field, 'only a proc filesystem can be mounted at /proc');
+  } else if (destination.startsWith('/proc/') && !PROC_MOUNTABLE.has(destination)) {
+    throw new PlanError(field, `${destination} is inside /proc, where only ${[...PROC_MOUNTABLE].join(', ')} may be mounted`);
+  }
+}
+
 function planMount(m: Mount, i: number, bundle: string, ctx: PlanContext): MountPlan[] {
   const field = `mounts[${i}]`;
   const label = `${field} (${m.destination})`;
@@ -342,6 +368,7 @@ function planMount(m: Mount, i: number, bundle: string, ctx: PlanContext): Mount
   const { flags, propagation, data, dataIndex } = parseMountOptions(m.options ?? []);
   const type = m.type ?? '';
   const bind = type === 'bind' || (flags & MS.BIND) !== 0;
+  checkProcMount(destination, type, bind, `${field}.destination`);
   if (bind) {
     if (!m.source) throw new PlanError(`${field}.source`, 'a bind mount needs a source');
     // A bind mount takes no filesystem data: an unknown word here is a typo, not data.
@@ -552,7 +579,11 @@ export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
     symlinks,
     maskedPaths: (linux.maskedPaths ?? []).map(cleanPath),
     readonlyPaths: (linux.readonlyPaths ?? []).map(cleanPath),
-    sysctls: Object.entries(linux.sysctl ?? {}).map(([key, value]) => ({ key, value })),
+    sysctls: Object.entries(linux.sysctl ?? {}).map(([key, value]) => {
+      // A file under /proc/sys, never a path that climbs out of it.
+      if (!/^[A-Za-z0-9_-]+([./][A-Za-z0-9_-]+)*$/.test(key)) throw new PlanError(`linux.sysctl[${key}]`, 'is not a sysctl name');
+      return { key, value };
+    }),
     oomScoreAdj: oomScoreAdj ?? null,
     cgroupProcs: ctx.cgroupProcs,
     oomWatch: ctx.memoryCgroup ? [ctx.cgroupVersion, ctx.memoryCgroup] : null,

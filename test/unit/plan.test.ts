@@ -100,7 +100,7 @@ describe('planContainer', () => {
     expect(p.hookState).toMatchObject({ id: 'c1', bundle: '/b', status: 'creating' });
   });
 
-  it.each<[string, (s: Spec) => void, string]>([
+  it.each<[string, (s: Spec) => void, string | ReturnType<typeof expect.stringMatching>]>([
     ['no root', (s) => delete s.root, 'root.path: is required'],
     ['unknown namespace', (s) => s.linux!.namespaces!.push({ type: 'time' }), 'linux.namespaces[5].type: unknown namespace type "time"'],
     ['duplicate namespace', (s) => s.linux!.namespaces!.push({ type: 'pid' }), 'linux.namespaces[5].type: namespace "pid" is listed twice'],
@@ -119,8 +119,12 @@ describe('planContainer', () => {
     ['bad device type', (s) => (s.linux!.devices = [{ path: '/dev/x', type: 'q' }]), 'linux.devices[0].type: unknown device type "q"'],
     ['relative hook', (s) => (s.hooks = { poststop: [{ path: 'x' }] }), 'hooks.poststop[0].path: must be an absolute path, got "x"'],
     ['oom score out of range', (s) => (s.process!.oomScoreAdj = 2000), 'process.oomScoreAdj: must be an integer in -1000..1000'],
+    ['a host directory bound at /proc', (s) => (s.mounts![0] = { destination: '/proc', type: 'bind', source: '/tmp', options: ['rbind'] }), 'mounts[0].destination: only a proc filesystem can be mounted at /proc'],
+    ['a tmpfs at /proc', (s) => (s.mounts![0] = { destination: '/proc/', type: 'tmpfs', source: 'tmpfs' }), 'mounts[0].destination: only a proc filesystem can be mounted at /proc'],
+    ['a bind over a sysctl', (s) => s.mounts!.push({ destination: '/proc/sys/net/../kernel/core_pattern', type: 'bind', source: '/tmp/x' }), expect.stringMatching(/^mounts\[6\]\.destination: \/proc\/sys\/kernel\/core_pattern is inside \/proc, where only /)],
+    ['a sysctl name that climbs out of /proc/sys', (s) => (s.linux!.sysctl = { '../../sysrq-trigger': 'b' }), 'linux.sysctl[../../sysrq-trigger]: is not a sysctl name'],
   ])('refuses %s, naming the field', (_name, edit, message) => {
-    expect(planError(spec(edit)).message).toBe(message);
+    expect(planError(spec(edit)).message).toEqual(message);
   });
 });
 

@@ -5,9 +5,9 @@
 
 use crate::plan::{ContainerPlan, MountPlan, ProcessPlan};
 use crate::sync::{self, FromChild, ToChild};
-use crate::{hooks, seccomp};
+use crate::inroot::{self, Root};
+use crate::{hooks, mnt, seccomp};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Component, Path, PathBuf};
 use tsbox_sys::sys::{cstring, pivot_root};
 use tsbox_sys::{check, fd::own, Result, SysError};
 
@@ -213,82 +213,6 @@ fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: u64, data
     })
 }
 
-/// Resolves `path` (absolute, as the container sees it) inside `root` without letting a
-/// symlink in the image lead outside it: every symlink met is resolved against `root`.
-pub fn secure_join(root: &str, path: &str) -> Result<PathBuf> {
-    let root = Path::new(root);
-    let mut out = PathBuf::new(); // relative to root
-    let mut pending: Vec<PathBuf> = vec![PathBuf::from(path)];
-    let mut hops = 0;
-    while let Some(p) = pending.pop() {
-        let mut comps: Vec<Component> = p.components().collect();
-        comps.reverse();
-        while let Some(c) = comps.pop() {
-            match c {
-                Component::RootDir => out = PathBuf::new(),
-                Component::CurDir | Component::Prefix(_) => {}
-                Component::ParentDir => {
-                    out.pop();
-                }
-                Component::Normal(name) => {
-                    let candidate = out.join(name);
-                    match std::fs::read_link(root.join(&candidate)) {
-                        // Never leave a link unresolved: the host would follow it.
-                        Ok(_) if hops >= 255 => {
-                            return Err(SysError::new(format!("resolve {path} in the rootfs: too many symlinks"), libc::ELOOP));
-                        }
-                        Ok(target) => {
-                            hops += 1;
-                            let rest: PathBuf = comps.iter().rev().collect();
-                            comps.clear();
-                            pending.push(rest);
-                            pending.push(target);
-                        }
-                        _ => out = candidate,
-                    }
-                }
-            }
-        }
-    }
-    Ok(root.join(out))
-}
-
-fn mkdir_all(path: &Path, step: &str) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|e| io_err(&format!("{step}: mkdir {}", path.display()), e))
-}
-
-/// Flags of the mount at `path` that a remount inside a user namespace must keep.
-fn locked_flags(path: &str) -> u64 {
-    let c = cstring(path);
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return 0;
-    }
-    let f = st.f_flag;
-    let mut out = 0u64;
-    for (vfs, ms) in [
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
-    ] {
-        if f & vfs != 0 {
-            out |= ms as u64;
-        }
-    }
-    out
-}
-
-fn remount_bind(target: &str, flags: u64) -> Result<()> {
-    let base = libc::MS_BIND as u64 | libc::MS_REMOUNT as u64 | flags;
-    match mount(None, target, None, base, None) {
-        Err(e) if e.errno == libc::EPERM => mount(None, target, None, base | locked_flags(target), None),
-        r => r,
-    }
-}
-
 fn prepare_rootfs(plan: &ContainerPlan) -> Result<()> {
     let rootfs = plan.rootfs.as_str();
     let prop = if plan.rootfs_propagation != 0 { plan.rootfs_propagation } else { (libc::MS_SLAVE | libc::MS_REC) as u64 };
@@ -300,18 +224,18 @@ fn prepare_rootfs(plan: &ContainerPlan) -> Result<()> {
     }
     // pivot_root needs the new root to be a mount point.
     mount(Some(rootfs), rootfs, None, (libc::MS_BIND | libc::MS_REC) as u64, None).map_err(|e| e.with_field("root.path"))?;
+    let root = Root::open(rootfs).map_err(|e| e.with_field("root.path"))?;
     for m in &plan.mounts {
-        mount_one(rootfs, m).map_err(|e| e.with_field(m.field.clone()))?;
+        mount_one(&root, m).map_err(|e| e.with_field(m.field.clone()))?;
     }
     for d in &plan.devices {
-        make_device(rootfs, d, plan.bind_devices).map_err(|e| e.with_field(d.field.clone()))?;
+        make_device(&root, d, plan.bind_devices).map_err(|e| e.with_field(d.field.clone()))?;
     }
     for l in &plan.symlinks {
-        let link = secure_join(rootfs, &l.link)?;
-        match std::os::unix::fs::symlink(&l.target, &link) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err(&format!("symlink {} -> {}", l.link, l.target), e)),
+        let (dir, name) = root.parent_of(&l.link)?;
+        let target = cstring(&l.target);
+        if unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) } != 0 && tsbox_sys::last_errno() != libc::EEXIST {
+            return Err(SysError::last(format!("symlink {} -> {}", l.link, l.target)));
         }
     }
     Ok(())
@@ -332,58 +256,87 @@ fn parent_mount(path: &str) -> String {
     best
 }
 
-fn mount_one(rootfs: &str, m: &MountPlan) -> Result<()> {
-    let target = secure_join(rootfs, &m.destination)?;
-    let target_s = target.to_string_lossy().into_owned();
-    if m.bind {
-        let meta = std::fs::metadata(&m.source).map_err(|e| io_err(&format!("bind source {}", m.source), e))?;
-        if meta.is_dir() {
-            mkdir_all(&target, "bind target")?;
-        } else {
-            if let Some(parent) = target.parent() {
-                mkdir_all(parent, "bind target")?;
-            }
-            if std::fs::symlink_metadata(&target).is_err() {
-                std::fs::File::create(&target).map_err(|e| io_err(&format!("create bind target {target_s}"), e))?;
-            }
-        }
-        let rec = m.flags & libc::MS_REC as u64;
-        mount(Some(&m.source), &target_s, None, libc::MS_BIND as u64 | rec, None)?;
+/// One spec mount, before pivot_root. The target is created and opened inside the
+/// rootfs; a bind's source (a host path, the operator's choice) is opened once and
+/// cloned from that fd, its flags set on the detached copy before it is attached.
+fn mount_one(root: &Root, m: &MountPlan) -> Result<()> {
+    let attached = if m.bind {
+        let src = open(&m.source, libc::O_PATH).map_err(|e| SysError::new(format!("bind source {}", m.source), e.errno))?;
+        let dir = inroot::is_dir(&inroot::fstat(src.as_raw_fd())?);
+        let target = if dir { root.mkdir_all(&m.destination, 0o755)? } else { root.create_file(&m.destination)? };
+        not_into_proc(&target, m)?;
+        let tree = mnt::clone_tree(&src, m.flags & libc::MS_REC as u64 != 0)?;
         if m.remount {
-            remount_bind(&target_s, m.flags & !(libc::MS_REC as u64))?;
+            mnt::set_bind_flags(&tree, m.flags)?;
         }
+        mnt::attach(&tree, &target)?;
+        tree
     } else {
-        mkdir_all(&target, "mount target")?;
-        mount(Some(&m.source), &target_s, Some(&m.fstype), m.flags, Some(&m.data))?;
-    }
+        let target = root.mkdir_all(&m.destination, 0o755)?;
+        not_into_proc(&target, m)?;
+        mnt::mount_fs_on(&m.source, &target, &m.fstype, m.flags, &m.data)?;
+        // What is at the destination now is the new filesystem's root.
+        root.resolve(&m.destination, libc::O_PATH | libc::O_DIRECTORY, 0)?
+    };
     if m.propagation != 0 {
-        mount(None, &target_s, None, m.propagation, None)?;
+        mnt::set_propagation(&attached, m.propagation)?;
     }
     Ok(())
 }
 
-fn make_device(rootfs: &str, d: &crate::plan::DevicePlan, bind: bool) -> Result<()> {
-    let target = secure_join(rootfs, &d.path)?;
-    if let Some(parent) = target.parent() {
-        mkdir_all(parent, "device")?;
+/// The plan allows only a few files under /proc; a destination that reaches /proc
+/// through a symlink in the image would get around that.
+fn not_into_proc(target: &OwnedFd, m: &MountPlan) -> Result<()> {
+    if !m.destination.starts_with("/proc/") && inroot::fstatfs_type(target.as_raw_fd())? == libc::PROC_SUPER_MAGIC as i64 {
+        return Err(SysError::new(format!("{} resolves into /proc", m.destination), libc::EPERM));
     }
-    let target_s = target.to_string_lossy().into_owned();
+    Ok(())
+}
+
+fn same_device(st: &libc::stat, d: &crate::plan::DevicePlan) -> bool {
+    st.st_mode & libc::S_IFMT == d.file_type && (d.file_type == libc::S_IFIFO || st.st_rdev == libc::makedev(d.major as u32, d.minor as u32))
+}
+
+fn make_device(root: &Root, d: &crate::plan::DevicePlan, bind: bool) -> Result<()> {
+    let (dir, name) = root.parent_of(&d.path)?;
     if bind {
-        if std::fs::symlink_metadata(&target).is_err() {
-            std::fs::File::create(&target).map_err(|e| io_err(&format!("create device target {target_s}"), e))?;
+        // In a user namespace mknod is refused: bind the host's node, after checking it
+        // is the device asked for.
+        let src = open(&d.path, libc::O_PATH | libc::O_NOFOLLOW)?;
+        if !same_device(&inroot::fstat(src.as_raw_fd())?, d) {
+            return Err(SysError::new(format!("host {} is not device {}:{}", d.path, d.major, d.minor), libc::ENODEV));
         }
-        return mount(Some(&d.path), &target_s, None, libc::MS_BIND as u64, None);
+        let target = root.create_file(&d.path)?;
+        let st = inroot::fstat(target.as_raw_fd())?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG && !same_device(&st, d) {
+            return Err(SysError::new(format!("{} exists in the rootfs and is not the device", d.path), libc::EEXIST));
+        }
+        return mnt::attach(&mnt::clone_tree(&src, false)?, &target);
     }
-    let c = cstring(&target_s);
     let dev = libc::makedev(d.major as u32, d.minor as u32);
-    let ret = unsafe { libc::mknod(c.as_ptr(), d.file_type | (d.mode & 0o7777), dev) };
-    if ret != 0 {
+    if unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), d.file_type | (d.mode & 0o7777), dev) } != 0 {
         let e = SysError::last(format!("mknod {}", d.path));
-        // Something is already there: leave it alone rather than chmod/chown it (runc).
-        return if e.errno == libc::EEXIST { Ok(()) } else { Err(e) };
+        if e.errno != libc::EEXIST {
+            return Err(e);
+        }
+        // Something is already there. The same device is left alone (runc); anything
+        // else (a planted symlink, a file) is refused rather than trusted.
+        let node = inroot::openat2(dir.as_raw_fd(), &name.to_string_lossy(), libc::O_PATH | libc::O_NOFOLLOW, inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS)
+            .map_err(|e| SysError::new(format!("{} exists in the rootfs: {}", d.path, e.step), e.errno))?;
+        return if same_device(&inroot::fstat(node.as_raw_fd())?, d) {
+            Ok(())
+        } else {
+            Err(SysError::new(format!("{} exists in the rootfs and is not the device", d.path), libc::EEXIST))
+        };
     }
-    ok(unsafe { libc::chmod(c.as_ptr(), d.mode & 0o7777) }, || format!("chmod {}", d.path))?;
-    ok(unsafe { libc::chown(c.as_ptr(), d.uid, d.gid) }, || format!("chown {}", d.path))
+    // The node we made, by handle: chmod (past the umask) and chown through it.
+    let node = inroot::openat2(dir.as_raw_fd(), &name.to_string_lossy(), libc::O_PATH | libc::O_NOFOLLOW, inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS)?;
+    if !same_device(&inroot::fstat(node.as_raw_fd())?, d) {
+        return Err(SysError::new(format!("{} was replaced while it was created", d.path), libc::EEXIST));
+    }
+    let p = cstring(&inroot::fd_path(&node));
+    ok(unsafe { libc::chmod(p.as_ptr(), d.mode & 0o7777) }, || format!("chmod {}", d.path))?;
+    ok(unsafe { libc::fchownat(node.as_raw_fd(), c"".as_ptr(), d.uid, d.gid, libc::AT_EMPTY_PATH) }, || format!("chown {}", d.path))
 }
 
 fn enter_rootfs(rootfs: &str) -> Result<()> {
@@ -419,35 +372,94 @@ fn host_root_is_ramfs() -> bool {
     ok && matches!(st.f_type as i64, RAMFS_MAGIC | TMPFS_MAGIC)
 }
 
+/// The container's /proc, checked to be a procfs mount (not a directory of the image,
+/// not a bind), for writes that must reach the kernel and nothing else.
+fn container_proc(root: &Root) -> Result<OwnedFd> {
+    let proc = root.resolve("/proc", libc::O_PATH | libc::O_DIRECTORY, inroot::RESOLVE_NO_SYMLINKS)?;
+    if inroot::fstatfs_type(proc.as_raw_fd())? != libc::PROC_SUPER_MAGIC as i64 {
+        return Err(SysError::new("/proc in the container is not a procfs", libc::EINVAL));
+    }
+    Ok(proc)
+}
+
+/// After pivot_root: sysctls, read-only and masked paths, a read-only root. Everything
+/// is opened inside "/" (now the container's root) and acted on by handle.
 fn finish_rootfs(plan: &ContainerPlan) -> Result<()> {
-    // Sysctls first: /proc/sys is usually among the read-only paths (runc's order).
-    for s in &plan.sysctls {
-        let path = format!("/proc/sys/{}", s.key.replace('.', "/"));
-        std::fs::write(&path, &s.value)
-            .map_err(|e| io_err(&format!("write {path}"), e).with_field(format!("linux.sysctl[{}]", s.key)))?;
+    let root = Root::open("/")?;
+    // Sysctls first: /proc/sys is usually among the read-only paths (runc's order). The
+    // file is opened beneath the verified procfs without crossing into another mount, so
+    // a bind over /proc/sys/... cannot redirect the write.
+    if !plan.sysctls.is_empty() {
+        let proc = container_proc(&root).map_err(|e| e.with_field("linux.sysctl"))?;
+        for s in &plan.sysctls {
+            let field = format!("linux.sysctl[{}]", s.key);
+            let rel = format!("sys/{}", s.key.replace('.', "/"));
+            let resolve = inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS | inroot::RESOLVE_NO_XDEV | inroot::RESOLVE_NO_MAGICLINKS;
+            let f = inroot::openat2(proc.as_raw_fd(), &rel, libc::O_WRONLY, resolve).map_err(|e| e.with_field(field.clone()))?;
+            if inroot::fstatfs_type(f.as_raw_fd())? != libc::PROC_SUPER_MAGIC as i64 {
+                return Err(SysError::new(format!("/proc/{rel} is not on procfs"), libc::EINVAL).with_field(field));
+            }
+            let n = unsafe { libc::write(f.as_raw_fd(), s.value.as_ptr() as *const libc::c_void, s.value.len()) };
+            ok(n as libc::c_int, || format!("write /proc/{rel}")).map_err(|e| e.with_field(field))?;
+        }
     }
     for (i, p) in plan.readonly_paths.iter().enumerate() {
         let field = format!("linux.readonlyPaths[{i}]");
-        if std::fs::symlink_metadata(p).is_err() {
-            continue;
-        }
-        mount(Some(p), p, None, (libc::MS_BIND | libc::MS_REC) as u64, None).map_err(|e| e.with_field(field.clone()))?;
-        remount_bind(p, (libc::MS_RDONLY | libc::MS_REC) as u64).map_err(|e| e.with_field(field))?;
+        let target = match root.resolve(p, libc::O_PATH, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.errno == libc::ENOENT => continue,
+            Err(e) => return Err(e.with_field(field)),
+        };
+        // Only "ro" is added: the mount keeps nosuid/nodev/noexec (a remount would drop them).
+        let readonly = || -> Result<()> {
+            let tree = mnt::clone_tree(&target, true)?;
+            mnt::set_attr(&tree, true, mnt::MOUNT_ATTR_RDONLY, 0, 0)?;
+            mnt::attach(&tree, &target)
+        };
+        readonly().map_err(|e| SysError::new(format!("make {p} read-only: {}", e.step), e.errno).with_field(field))?;
     }
-    for (i, p) in plan.masked_paths.iter().enumerate() {
-        let field = format!("linux.maskedPaths[{i}]");
-        let Ok(meta) = std::fs::metadata(p) else { continue };
-        if meta.is_dir() {
-            mount(Some("tmpfs"), p, Some("tmpfs"), libc::MS_RDONLY as u64, None)
-        } else {
-            mount(Some("/dev/null"), p, None, libc::MS_BIND as u64, None)
-        }
-        .map_err(|e| e.with_field(field))?;
+    if !plan.masked_paths.is_empty() {
+        mask_paths(&root, &plan.masked_paths)?;
     }
     if plan.rootfs_readonly {
-        remount_bind("/", libc::MS_RDONLY as u64).map_err(|e| e.with_field("root.readonly"))?;
+        let top = root.resolve("/", libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        mnt::set_attr(&top, false, mnt::MOUNT_ATTR_RDONLY, 0, 0).map_err(|e| e.with_field("root.readonly"))?;
     }
     Ok(())
+}
+
+/// Files are covered with the container's /dev/null, directories with an empty read-only
+/// tmpfs. /dev/null is used only if it really is the null device (char 1:3) and not a
+/// symlink: one planted by the image or a volume would otherwise become the mask.
+fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
+    let mut null: Option<OwnedFd> = None;
+    for (i, p) in paths.iter().enumerate() {
+        let field = format!("linux.maskedPaths[{i}]");
+        let target = match root.resolve(p, libc::O_PATH, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.errno == libc::ENOENT => continue,
+            Err(e) => return Err(e.with_field(field)),
+        };
+        let tree = if inroot::is_dir(&inroot::fstat(target.as_raw_fd())?) {
+            mnt::empty_tmpfs()
+        } else {
+            if null.is_none() {
+                null = Some(dev_null(root).map_err(|e| e.with_field(field.clone()))?);
+            }
+            null.as_ref().map_or_else(|| Err(SysError::new("no /dev/null", libc::ENODEV)), |n| mnt::clone_tree(n, false))
+        };
+        tree.and_then(|t| mnt::attach(&t, &target)).map_err(|e| SysError::new(format!("mask {p}: {}", e.step), e.errno).with_field(field))?;
+    }
+    Ok(())
+}
+
+fn dev_null(root: &Root) -> Result<OwnedFd> {
+    let fd = root.resolve("/dev/null", libc::O_PATH | libc::O_NOFOLLOW, inroot::RESOLVE_NO_SYMLINKS)?;
+    let st = inroot::fstat(fd.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        return Err(SysError::new("/dev/null in the container is not the null device (char 1:3)", libc::ENODEV));
+    }
+    Ok(fd)
 }
 
 /// Gives the process its stdio. With a terminal, `stdio[0]` is a console socket: the pty
@@ -530,8 +542,12 @@ fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterC
         .map_err(|e| e.with_field("process.user.additionalGids"))?;
     ok(unsafe { libc::setresgid(p.gid, p.gid, p.gid) }, || format!("setresgid {}", p.gid)).map_err(|e| e.with_field("process.user.gid"))?;
     ok(unsafe { libc::setresuid(p.uid, p.uid, p.uid) }, || format!("setresuid {}", p.uid)).map_err(|e| e.with_field("process.user.uid"))?;
-    let cwd = cstring(&p.cwd);
-    ok(unsafe { libc::chdir(cwd.as_ptr()) }, || format!("chdir {}", p.cwd)).map_err(|e| e.with_field("process.cwd"))?;
+    // Resolved inside the root with no magic links: a cwd can never be a host fd's
+    // directory (/proc/self/fd/N), whatever the spec or the image says.
+    let cwd = Root::open("/")
+        .and_then(|r| r.resolve(&p.cwd, libc::O_PATH | libc::O_DIRECTORY, 0))
+        .map_err(|e| e.with_field("process.cwd"))?;
+    ok(unsafe { libc::fchdir(cwd.as_raw_fd()) }, || format!("chdir {}", p.cwd)).map_err(|e| e.with_field("process.cwd"))?;
     if let Some(caps) = &p.capabilities {
         let mask = if last >= 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 };
         ok(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) }, || "prctl PR_SET_KEEPCAPS".into())?;

@@ -7,6 +7,8 @@
 
 mod hooks;
 mod init;
+mod inroot;
+mod mnt;
 mod oom;
 mod plan;
 mod seccomp;
