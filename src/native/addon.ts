@@ -45,6 +45,7 @@ export const native = {
   sendWithFds: (sock: number, data: Buffer, fds: number[]): number => call(() => load().sendWithFds(sock, data, fds)),
   socketpair: (): [number, number] => call(() => load().socketpair()) as [number, number],
   recvFd: (sock: number): number => call(() => load().recvFd(sock)),
+  sealedCopy: (file: string): number => call(() => load().sealedCopy(file)),
   pipe: (): [number, number] => call(() => load().pipe()) as [number, number],
   dup: (fd: number): number => call(() => load().dup(fd)),
   mount: (source: string, target: string, fstype: string, flags: number, data: string): void =>

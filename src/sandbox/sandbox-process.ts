@@ -37,6 +37,24 @@ interface WireError {
   message: string;
 }
 
+/** One sealed copy of each runtime binary per process, shared by every sandbox it starts. */
+const sealed = new Map<string, number>();
+
+/**
+ * What to exec for `binary`: its sealed in-memory copy. A container process can see a
+ * tsbox-sandbox child (an exec or init before execve) and open /proc/<pid>/exe; that is
+ * then a memfd no one can write, not the file on the host (runc does the same with a
+ * sealed copy of itself). One copy per daemon keeps the cost to one binary's size.
+ */
+function runnable(binary: string): string {
+  let fd = sealed.get(binary);
+  if (fd === undefined) {
+    fd = native.sealedCopy(binary);
+    sealed.set(binary, fd);
+  }
+  return `/proc/self/fd/${fd}`;
+}
+
 type Pending = { resolve(v: unknown): void; reject(e: Error): void };
 
 export function sandboxError(e: WireError): EngineError {
@@ -82,9 +100,10 @@ export class SandboxConnection extends EventEmitter {
    * and a promise of its exit (for a caller that must not return while it still runs).
    */
   static spawn(socketPath: string, logPath: string, binary = SANDBOX_BINARY): Promise<{ pid: number; exited: () => Promise<void> }> {
+    const exe = runnable(binary);
     const log = fs.openSync(logPath, 'a', 0o600);
     return new Promise((resolve, reject) => {
-      const child = spawn(binary, ['--socket', socketPath], { detached: true, stdio: ['ignore', 'pipe', log] });
+      const child = spawn(exe, ['--socket', socketPath], { argv0: binary, detached: true, stdio: ['ignore', 'pipe', log] });
       fs.closeSync(log);
       let ready = false;
       let out = '';

@@ -31,6 +31,13 @@ pub fn send_with_fds(sock: i32, data: Buffer, fds: Vec<i32>) -> Result<u32> {
 }
 
 
+/// A sealed in-memory copy of an executable (close-on-exec fd), run as
+/// /proc/self/fd/N so that no container can reach or rewrite the file on the host.
+#[napi]
+pub fn sealed_copy(path: String) -> Result<i32> {
+    tsbox_sys::sys::sealed_copy(&path).map_err(js_err)
+}
+
 /// A connected pair of unix stream sockets, both close-on-exec.
 #[napi]
 pub fn socketpair() -> Result<Vec<i32>> {

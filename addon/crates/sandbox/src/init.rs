@@ -142,19 +142,48 @@ fn container_setup(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) ->
     exec(&plan.process)
 }
 
-/// Entry point of an exec'd process: it is already in the container's pid namespace;
-/// joins the others, becomes the process the spec describes, and execs right away.
+/// Entry point of an exec's first process. It is outside the container's pid namespace,
+/// so no container process can see it while it still has the host's root, cwd and mount
+/// namespace. It joins every namespace of the container (the mount namespace last, which
+/// also makes the container's root its root and cwd), then forks the process to run:
+/// that one is born in the container's pid namespace already inside everything, reports
+/// its own setup errors, and execs. This process reports the new pid and leaves.
 pub fn exec_init(process: &ProcessPlan, ns_fds: Vec<(i32, OwnedFd)>, sync_fd: OwnedFd, stdio: Vec<OwnedFd>) -> ! {
     reset_signals();
-    let run = || -> Result<()> {
+    let run = || -> Result<i32> {
         match wait_for(sync_fd.as_raw_fd(), "the go signal")? {
             ToChild::Go { .. } => {}
             _ => return Err(SysError::new("unexpected message on setup channel", libc::EPROTO)),
         }
-        for (flag, fd) in &ns_fds {
+        let (pid_ns, others): (Vec<_>, Vec<_>) = ns_fds.into_iter().partition(|(f, _)| *f == libc::CLONE_NEWPID);
+        for (flag, fd) in others.iter().chain(pid_ns.iter()) {
             ok(unsafe { libc::setns(fd.as_raw_fd(), *flag) }, || format!("setns {} of the container", ns_name(*flag)))?;
         }
-        drop(ns_fds);
+        drop(others);
+        drop(pid_ns);
+        match tsbox_sys::sys::clone3(0, None)? {
+            tsbox_sys::sys::Forked::Child => exec_process(process, sync_fd.as_raw_fd(), stdio),
+            tsbox_sys::sys::Forked::Parent { pid, pidfd } => {
+                unsafe { libc::close(pidfd) };
+                Ok(pid)
+            }
+        }
+    };
+    match run() {
+        Ok(pid) => {
+            let _ = sync::send(sync_fd.as_raw_fd(), &FromChild::Spawned { pid });
+            unsafe { libc::_exit(0) }
+        }
+        Err(e) => {
+            sync::report(&sync_fd, &e);
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+/// The exec'd process, inside the container: becomes what the spec says and execs.
+fn exec_process(process: &ProcessPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) -> ! {
+    let run = || -> Result<()> {
         let filter = match &process.seccomp {
             Some(s) => Some(seccomp::compile(s)?),
             None => None,
@@ -168,7 +197,7 @@ pub fn exec_init(process: &ProcessPlan, ns_fds: Vec<(i32, OwnedFd)>, sync_fd: Ow
         exec(process)
     };
     if let Err(e) = run() {
-        sync::report(&sync_fd, &e);
+        let _ = sync::send(sync_fd, &FromChild::Error { step: e.step.clone(), errno: e.errno, field: e.field.clone() });
     }
     unsafe { libc::_exit(1) }
 }

@@ -72,6 +72,11 @@ struct Container {
     execs: HashMap<String, Process>,
 }
 
+/// The longest request line accepted (a plan with a large seccomp profile is ~100 KiB).
+const MAX_LINE: usize = 8 << 20;
+/// Fds a client may have sent ahead of the requests that take them.
+const MAX_PENDING_FDS: usize = 64;
+
 pub struct Client {
     /// False once the peer is gone; the main loop drops such clients after each round.
     pub alive: bool,
@@ -104,7 +109,8 @@ impl Client {
         self.fd.as_raw_fd()
     }
 
-    /// Reads what is available; returns complete lines, or None when the peer is gone.
+    /// Reads what is available; returns complete lines, or None when the peer is gone
+    /// or broke the protocol (a line longer than MAX_LINE, too many fds at once).
     pub fn read_lines(&mut self) -> Option<Vec<Vec<u8>>> {
         let mut chunk = vec![0u8; 256 * 1024];
         match recv_with_fds(self.fd.as_raw_fd(), &mut chunk, &mut self.fds) {
@@ -112,6 +118,9 @@ impl Client {
             Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.errno == libc::EAGAIN => return Some(Vec::new()),
             Err(_) => return None,
+        }
+        if self.fds.len() > MAX_PENDING_FDS || (self.buf.len() > MAX_LINE && !self.buf.contains(&b'\n')) {
+            return None;
         }
         let mut lines = Vec::new();
         while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
@@ -212,7 +221,8 @@ impl Sandbox {
         if self.containers.contains_key(&id) {
             return Err(SysError::new(format!("container {id} already exists in this sandbox"), libc::EEXIST));
         }
-        let (parent_end, child_end) = sync::pair()?;
+        let hook_secs: u64 = plan.hooks.create_container.iter().chain(&plan.hooks.start_container).map(|h| h.timeout.map_or(sync::SETUP_DEADLINE_SECS, u64::from)).sum();
+        let (parent_end, child_end) = sync::pair(sync::SETUP_DEADLINE_SECS + hook_secs)?;
         // A pid namespace given by path is entered for our children only, then left.
         let pid_ns = plan.join_namespaces.iter().find(|n| n.flag == libc::CLONE_NEWPID as u64);
         let restore = match pid_ns {
@@ -257,6 +267,11 @@ impl Sandbox {
                 self.by_pid.remove(&pid);
                 kill_and_reap(&process);
                 return Err(SysError { step, errno, field });
+            }
+            Ok(FromChild::Spawned { .. }) => {
+                self.by_pid.remove(&pid);
+                kill_and_reap(&process);
+                return Err(SysError::new("unexpected message on setup channel", libc::EPROTO));
             }
             Err(e) => {
                 self.by_pid.remove(&pid);
@@ -307,7 +322,7 @@ impl Sandbox {
                 self.abandon(id);
                 Err(SysError { step, errno, field })
             }
-            Ok(FromChild::Hooks) => {
+            Ok(FromChild::Hooks | FromChild::Spawned { .. }) => {
                 self.abandon(id);
                 Err(SysError::new("unexpected message on setup channel", libc::EPROTO))
             }
@@ -334,7 +349,13 @@ impl Sandbox {
             Ok(None) => Ok(json!({ "pid": pid })),
             Ok(Some(FromChild::Error { step, errno, field })) => Err(SysError { step, errno, field }),
             Ok(Some(_)) => Err(SysError::new("unexpected message on setup channel", libc::EPROTO)),
-            Err(e) => Err(e),
+            Err(e) => {
+                // Stuck before execve (a startContainer hook that never ends): stop it.
+                if let Some(c) = self.containers.get(id) {
+                    let _ = pidfd_send_signal(c.init.pidfd.as_raw_fd(), libc::SIGKILL);
+                }
+                Err(e)
+            }
         }
     }
 
@@ -348,39 +369,52 @@ impl Sandbox {
         }
         let init_pid = c.init.pid;
         let ns_fds = open_container_namespaces(init_pid)?;
-        let pid_ns = ns_fds.iter().position(|(flag, _)| *flag == libc::CLONE_NEWPID);
-        let (parent_end, child_end) = sync::pair()?;
-        let restore = match pid_ns {
-            Some(i) => {
-                let own_ns = open_ns_self("pid")?;
-                check(unsafe { libc::setns(ns_fds[i].1.as_raw_fd(), libc::CLONE_NEWPID) }, || "setns pid namespace of the container".into())?;
-                Some(own_ns)
-            }
-            None => None,
-        };
-        let forked = clone3(0, None);
-        if let Some(own_ns) = restore {
-            unsafe { libc::setns(own_ns.as_raw_fd(), libc::CLONE_NEWPID) };
-        }
-        let (pid, pidfd) = match forked? {
+        let (parent_end, child_end) = sync::pair(sync::SETUP_DEADLINE_SECS)?;
+        // The first child stays in our pid namespace (see init::exec_init).
+        let (pid, pidfd) = match clone3(0, None)? {
             Forked::Child => {
-                let others: Vec<(i32, OwnedFd)> = ns_fds.into_iter().filter(|(f, _)| *f != libc::CLONE_NEWPID).collect();
                 let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd())
                     .chain(stdio.iter().map(|f| f.as_raw_fd()))
-                    .chain(others.iter().map(|(_, f)| f.as_raw_fd()))
+                    .chain(ns_fds.iter().map(|(_, f)| f.as_raw_fd()))
                     .collect();
-                init::isolate_child(&keep, others.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER));
-                init::exec_init(&plan.process, others, child_end, stdio)
+                init::isolate_child(&keep, ns_fds.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER));
+                init::exec_init(&plan.process, ns_fds, child_end, stdio)
             }
             Forked::Parent { pid, pidfd } => (pid, own(pidfd)),
         };
         drop(child_end);
         drop(stdio);
-        let process = Process { pid, pidfd, status: Status::Running, exit_status: None };
+        drop(ns_fds);
+        let joiner = Process { pid, pidfd, status: Status::Running, exit_status: None };
+        // Its child inherits the cgroups, so it is born inside them too.
         if let Err(e) = join_cgroups(pid, &plan.cgroup_procs).and_then(|_| sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid })) {
-            kill_and_reap(&process);
+            kill_and_reap(&joiner);
             return Err(e);
         }
+        let spawned = match sync::recv::<FromChild>(parent_end.as_raw_fd()) {
+            Ok(Some(FromChild::Spawned { pid })) => pid,
+            Ok(Some(FromChild::Error { step, errno, field })) => {
+                kill_and_reap(&joiner);
+                return Err(SysError { step, errno, field });
+            }
+            Ok(_) | Err(_) => {
+                kill_and_reap(&joiner);
+                return Err(SysError::new("exec setup ended unexpectedly", libc::EPROTO));
+            }
+        };
+        // Once the first child is collected, ours is the only parent its child has left
+        // (we are its subreaper), so the pid cannot be reused before we open a pidfd.
+        let mut status = 0;
+        unsafe { libc::waitpid(joiner.pid, &mut status, 0) };
+        let pid = spawned;
+        let process = match tsbox_sys::sys::pidfd_open(pid) {
+            Ok(fd) => Process { pid, pidfd: own(fd), status: Status::Running, exit_status: None },
+            Err(e) => {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                return Err(e);
+            }
+        };
         match sync::recv::<FromChild>(parent_end.as_raw_fd()) {
             Ok(None) => {}
             Ok(Some(FromChild::Error { step, errno, field })) => {

@@ -24,16 +24,34 @@ pub enum FromChild {
     Hooks,
     /// Set up and waiting at the start gate.
     Ready,
+    /// An exec's first process joined the container and forked the exec'd process,
+    /// whose pid (as tsbox-sandbox sees it) this is.
+    Spawned { pid: i32 },
     Error { step: String, errno: i32, field: String },
 }
 
-pub fn pair() -> Result<(OwnedFd, OwnedFd)> {
+/// How long tsbox-sandbox waits for any one answer from a process it sets up, beyond
+/// the time its hooks may take: a child stuck in setup must not hold the sandbox's loop
+/// (and every other request of the container) for ever.
+pub const SETUP_DEADLINE_SECS: u64 = 60;
+
+/// The channel: (tsbox-sandbox's end, whose reads give up after `deadline_secs`, the
+/// child's end, which waits as long as the container is not started).
+pub fn pair(deadline_secs: u64) -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     check(
         unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) },
         || "socketpair for the setup channel".into(),
     )?;
-    Ok((own(fds[0]), own(fds[1])))
+    let (parent, child) = (own(fds[0]), own(fds[1]));
+    let tv = libc::timeval { tv_sec: deadline_secs as libc::time_t, tv_usec: 0 };
+    check(
+        unsafe {
+            libc::setsockopt(parent.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const libc::timeval as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32)
+        },
+        || "set the setup channel's deadline".into(),
+    )?;
+    Ok((parent, child))
 }
 
 pub fn send<T: Serialize>(fd: RawFd, msg: &T) -> Result<()> {
@@ -59,6 +77,9 @@ pub fn recv<T: for<'de> Deserialize<'de>>(fd: RawFd) -> Result<Option<T>> {
             break n as usize;
         }
         let e = SysError::last("recv on setup channel");
+        if e.errno == libc::EAGAIN {
+            return Err(SysError::new("the process being set up did not answer in time (setup deadline)", libc::ETIMEDOUT));
+        }
         if e.errno != libc::EINTR {
             return Err(e);
         }

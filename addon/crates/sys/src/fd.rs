@@ -98,6 +98,12 @@ pub fn recv_with_fds(sock: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Res
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
+    // More fds were sent than fit: the kernel closed the rest, so the message no longer
+    // says what its sender meant. Refuse it (the fds that did arrive are closed too).
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        fds.clear();
+        return Err(SysError::new(format!("recvmsg: more than {MAX_FDS} fds in one message"), libc::EMSGSIZE));
+    }
     Ok(n)
 }
 

@@ -118,3 +118,27 @@ pub fn cap_last_cap() -> u32 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40)
 }
+
+const MFD_CLOEXEC: libc::c_uint = 0x1;
+const MFD_ALLOW_SEALING: libc::c_uint = 0x2;
+const MFD_EXEC: libc::c_uint = 0x10;
+
+/// A sealed in-memory copy of the executable at `path` (close-on-exec), to run instead
+/// of the file: a process started from it has no host file behind /proc/<pid>/exe, and
+/// the copy can never be written (CVE-2019-5736: a container overwriting the runtime).
+pub fn sealed_copy(path: &str) -> Result<RawFd> {
+    let name = c"tsbox-sandbox";
+    // MFD_EXEC is needed where vm.memfd_noexec defaults to no-exec; older kernels refuse it.
+    let mut fd = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC) };
+    if fd < 0 && crate::last_errno() == libc::EINVAL {
+        fd = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), MFD_CLOEXEC | MFD_ALLOW_SEALING) };
+    }
+    let fd = check(fd, || "memfd_create".into())? as RawFd;
+    let mem = crate::fd::own(fd);
+    let mut src = std::fs::File::open(path).map_err(|e| crate::SysError::new(format!("open {path}"), e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut dst = std::fs::File::from(mem);
+    std::io::copy(&mut src, &mut dst).map_err(|e| crate::SysError::new(format!("copy {path} into memory"), e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    check(unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&dst), libc::F_ADD_SEALS, seals) }, || "seal the runtime copy".into())?;
+    Ok(std::os::fd::IntoRawFd::into_raw_fd(dst))
+}

@@ -1,0 +1,159 @@
+/**
+ * Attacks a hostile container makes on its host, performed for real on this kernel. Each
+ * is bounded in tries and time, and each was shown to succeed against the code before
+ * its fix (see the README's Security model).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { EngineError } from '../../src/sandbox/errors';
+import type { Spec } from '../../src/oci/spec';
+import { makeBundle } from './bundle';
+import { Harness } from './harness';
+
+const h = new Harness();
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-attack-'));
+afterAll(async () => {
+  await h.cleanup();
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+function addCaps(s: Spec, ...caps: string[]): void {
+  const c = s.process!.capabilities!;
+  for (const set of ['bounding', 'effective', 'permitted'] as const) c[set] = [...(c[set] ?? []), ...caps];
+}
+
+async function createError(b: ReturnType<typeof makeBundle>): Promise<string> {
+  const err = await h.create(b).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(EngineError);
+  return (err as Error).message;
+}
+
+describe('a container process with CAP_SYS_PTRACE watching for new processes', () => {
+  it('never reaches the host root, cwd or runtime binary through /proc/<pid> of an exec', async () => {
+    const hostDir = fs.mkdtempSync(path.join(scratch, 'host-'));
+    // The attacker scans its pid namespace for processes whose root shows the host's
+    // directory, and writes through it; it also records every other process's exe.
+    const script = [
+      `while [ ! -e /stop ]; do`,
+      `  for d in /proc/[0-9]*; do`,
+      `    [ "$d" = /proc/1 ] || [ "$d" = /proc/$$ ] && continue`,
+      `    [ -d "$d/root${hostDir}" ] && echo escaped > "$d/root${hostDir}/pwned"`,
+      `    [ -d "$d/cwd${hostDir}" ] && echo escaped > "$d/cwd${hostDir}/pwned-cwd"`,
+      `    readlink "$d/exe" >> /tmp/exes 2>/dev/null`,
+      `  done`,
+      `done; sort -u /tmp/exes`,
+    ].join('\n');
+    const b = makeBundle('ptrace', ['sh', '-c', script], (s) => addCaps(s, 'CAP_SYS_PTRACE', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH'));
+    await h.create(b);
+    await h.engine.start(b.id);
+    for (let i = 0; i < 60; i++) expect((await h.exec(b, ['true'])).status).toBe(0);
+    fs.writeFileSync(path.join(b.dir, 'rootfs', 'stop'), '');
+    expect(await h.engine.wait(b.id)).toBe(0);
+    await h.engine.delete(b.id);
+    expect(fs.readdirSync(hostDir)).toEqual([]);
+    // What the attacker saw as other processes' binaries: never the file on the host.
+    const exes = h.output(b).out.split('\n').filter(Boolean);
+    expect(exes.filter((e) => e.includes('build/bin/tsbox-sandbox'))).toEqual([]);
+  }, 60_000);
+});
+
+describe('a container sharing a volume with a new one', () => {
+  it('cannot steer the new container\'s mounts outside its rootfs by swapping a symlink', async () => {
+    const vol = fs.mkdtempSync(path.join(scratch, 'vol-'));
+    fs.mkdirSync(path.join(vol, 'a'));
+    const outside = fs.mkdtempSync(path.join(scratch, 'outside-'));
+    fs.symlinkSync(outside, path.join(vol, 'link'));
+    // /vol/a is a directory and a symlink to a host directory in turn, swapped atomically.
+    const attacker = makeBundle('swapper', ['/swap', '/vol/a', '/vol/link', '/vol/stop', '50'], (s) =>
+      s.mounts!.push({ destination: '/vol', type: 'bind', source: vol, options: ['rbind'] }),
+    );
+    execFileSync('cc', ['-static', '-O2', '-o', path.join(attacker.dir, 'rootfs', 'swap'), path.join(__dirname, '..', 'tools', 'swap.c')]);
+    await h.create(attacker);
+    await h.engine.start(attacker.id);
+    let created = 0;
+    for (let i = 0; i < 40; i++) {
+      const victim = makeBundle('victim', ['sh', '-c', 'grep -c " tsboxrace " /proc/self/mountinfo'], (s) => {
+        s.mounts!.push({ destination: '/vol', type: 'bind', source: vol, options: ['rbind'] });
+        s.mounts!.push({ destination: '/vol/a/t', type: 'tmpfs', source: 'tsboxrace' });
+      });
+      const r = await h.run(victim).catch((e: unknown) => e);
+      victim.cleanup();
+      // A create may fail when the path changes under it; a created container always has
+      // its mount inside its own root, where it can see it.
+      if (r instanceof Error) continue;
+      created++;
+      expect(r).toMatchObject({ status: 0, out: '1\n' });
+      expect(fs.readdirSync(outside)).toEqual([]);
+    }
+    fs.writeFileSync(path.join(vol, 'stop'), '');
+    expect(await h.engine.wait(attacker.id)).toBe(0);
+    await h.engine.delete(attacker.id);
+    expect(created).toBeGreaterThan(0);
+  }, 90_000);
+});
+
+describe('mounts into /proc', () => {
+  it('refuses a host directory as /proc', async () => {
+    const b = makeBundle('proc-bind', ['true'], (s) => (s.mounts![0] = { destination: '/proc', type: 'bind', source: scratch, options: ['rbind'] }));
+    expect(await createError(b)).toMatch(/mounts\[0\]\.destination: only a proc filesystem can be mounted at \/proc/);
+  });
+
+  it('refuses a bind over a sysctl file, so the runtime\'s sysctl write cannot be redirected', async () => {
+    const fake = path.join(scratch, 'fake-ip-forward');
+    fs.writeFileSync(fake, '');
+    const b = makeBundle('proc-sysctl', ['true'], (s) => {
+      s.mounts!.push({ destination: '/proc/sys/net/ipv4/ip_forward', type: 'bind', source: '/proc/sys/kernel/hostname', options: ['bind'] });
+      s.linux!.sysctl = { 'net.ipv4.ip_forward': '1' };
+    });
+    expect(await createError(b)).toMatch(/inside \/proc, where only/);
+  });
+
+  it('refuses a destination that reaches /proc through a symlink in the image', async () => {
+    const file = path.join(scratch, 'name');
+    fs.writeFileSync(file, 'x');
+    const b = makeBundle('proc-link', ['true'], (s) => s.mounts!.push({ destination: '/kernel/hostname', type: 'bind', source: file, options: ['bind'] }));
+    fs.symlinkSync('/proc/sys/kernel', path.join(b.dir, 'rootfs', 'kernel'));
+    expect(await createError(b)).toMatch(/\/kernel\/hostname resolves into \/proc/);
+  });
+
+  it('writes sysctls to the container\'s own kernel settings', async () => {
+    const b = makeBundle('sysctl', ['cat', '/proc/sys/net/ipv4/ip_forward', '/proc/sys/kernel/hostname'], (s) => (s.linux!.sysctl = { 'net.ipv4.ip_forward': '1' }));
+    const r = await h.run(b);
+    expect(r.out).toBe(`1\n${b.id}\n`);
+  });
+});
+
+describe('masked paths', () => {
+  it('are never covered with a /dev/null the image planted', async () => {
+    // Without a /dev tmpfs, the image's /dev is used: its "null" is a symlink to a
+    // writable procfs file. Bound over /proc/timer_list, that file would become writable.
+    const b = makeBundle('devnull', ['sh', '-c', 'echo pwned > /proc/timer_list; hostname'], (s) => {
+      s.mounts = s.mounts!.filter((m) => !m.destination.startsWith('/dev'));
+      s.linux!.readonlyPaths = [];
+    });
+    const dev = path.join(b.dir, 'rootfs', 'dev');
+    fs.rmSync(path.join(dev, 'null'), { force: true });
+    fs.symlinkSync('/proc/sys/kernel/hostname', path.join(dev, 'null'));
+    const r = await h.run(b).catch((e: unknown) => e);
+    // Refused outright; had it run, its hostname would now read "pwned".
+    expect(r).toBeInstanceOf(EngineError);
+    expect((r as Error).message).toMatch(/\/dev\/null exists in the rootfs and is not the device/);
+  });
+
+  it('stay masked and read-only paths keep nosuid,nodev,noexec', async () => {
+    const b = makeBundle('masked', ['sh', '-c', 'wc -c < /proc/timer_list; ls /proc/irq | wc -l; grep " /proc/sys " /proc/self/mountinfo | cut -d" " -f6'], (s) => {
+      s.linux!.maskedPaths = ['/proc/timer_list', '/proc/irq'];
+      s.linux!.readonlyPaths = ['/proc/sys'];
+      s.mounts![0].options = ['nosuid', 'noexec', 'nodev'];
+    });
+    const r = await h.run(b);
+    expect(r.err).toBe('');
+    expect(r.out.split('\n').slice(0, 2)).toEqual(['0', '0']);
+    expect(r.out.split('\n')[2].split(',').sort()).toEqual(['nodev', 'noexec', 'nosuid', 'relatime', 'ro']);
+  });
+});
