@@ -39,12 +39,22 @@ function nodeError(e: unknown): NodeJS.ErrnoException {
   return err;
 }
 
+/** A device rule for the cgroup v2 filter; null major/minor is any. */
+export interface DeviceFilterRule {
+  allow: boolean;
+  kind: 'a' | 'b' | 'c';
+  major: number | null;
+  minor: number | null;
+  access: string;
+}
+
 export const native = {
   version: (): string => load().version(),
   unixConnect: (p: string): number => call(() => load().unixConnect(p)),
   sendWithFds: (sock: number, data: Buffer, fds: number[]): number => call(() => load().sendWithFds(sock, data, fds)),
   socketpair: (): [number, number] => call(() => load().socketpair()) as [number, number],
   recvFd: (sock: number): number => call(() => load().recvFd(sock)),
+  setDeviceFilter: (cgroupDir: string, rules: DeviceFilterRule[]): void => call(() => load().setDeviceFilter(cgroupDir, rules.map((r) => ({ ...r, major: r.major ?? undefined, minor: r.minor ?? undefined })))),
   sealedCopy: (file: string): number => call(() => load().sealedCopy(file)),
   pipe: (): [number, number] => call(() => load().pipe()) as [number, number],
   dup: (fd: number): number => call(() => load().dup(fd)),

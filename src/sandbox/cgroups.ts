@@ -6,7 +6,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Resources } from '../oci/spec';
+import type { DeviceRule, Resources } from '../oci/spec';
+import { native, type DeviceFilterRule } from '../native/addon';
 import type { CgroupView } from '../oci/plan';
 import { EngineError } from './errors';
 import { readStats, Stats } from './cgroup-stats';
@@ -87,8 +88,44 @@ export interface CgroupWrite {
   field: string;
 }
 
-/** The v1 devices every container may use whatever its spec says (runc's list). */
-const V1_DEFAULT_DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm', 'c 10:200 rwm'];
+/** The devices every container may use whatever its spec says (runc's list): mknod of
+ * any node, the null/zero/full/random/urandom/tty/console/ptmx/pts nodes and tun. */
+const DEFAULT_DEVICE_RULES: readonly DeviceFilterRule[] = [
+  ['c', null, null, 'm'],
+  ['b', null, null, 'm'],
+  ['c', 1, 3, 'rwm'],
+  ['c', 1, 5, 'rwm'],
+  ['c', 1, 7, 'rwm'],
+  ['c', 1, 8, 'rwm'],
+  ['c', 1, 9, 'rwm'],
+  ['c', 5, 0, 'rwm'],
+  ['c', 5, 1, 'rwm'],
+  ['c', 5, 2, 'rwm'],
+  ['c', 136, null, 'rwm'],
+  ['c', 10, 200, 'rwm'],
+].map(([kind, major, minor, access]) => ({ allow: true, kind, major, minor, access }) as DeviceFilterRule);
+
+/**
+ * linux.resources.devices → the rules both drivers enforce: deny everything, the spec's
+ * rules in order, then the defaults (the last matching rule decides).
+ */
+export function deviceRules(devices: DeviceRule[]): DeviceFilterRule[] {
+  const rules: DeviceFilterRule[] = [{ allow: false, kind: 'a', major: null, minor: null, access: 'rwm' }];
+  devices.forEach((d, i) => {
+    const field = `linux.resources.devices[${i}]`;
+    const type = d.type ?? 'a';
+    if (!['a', 'b', 'c', 'u'].includes(type)) throw EngineError.invalidArgument(`${field}.type: unknown device type "${type}"`, `${field}.type`);
+    const access = d.access ?? 'rwm';
+    if (!/^[rwm]*$/.test(access)) throw EngineError.invalidArgument(`${field}.access: "${access}" is not made of r, w and m`, `${field}.access`);
+    const id = (v: number | undefined) => (v === undefined || v < 0 ? null : v);
+    rules.push({ allow: d.allow, kind: type === 'u' ? 'c' : (type as 'a' | 'b' | 'c'), major: id(d.major), minor: id(d.minor), access });
+  });
+  return [...rules, ...DEFAULT_DEVICE_RULES];
+}
+
+function v1DeviceRule(r: DeviceFilterRule): string {
+  return `${r.kind} ${r.major ?? '*'}:${r.minor ?? '*'} ${r.access}`;
+}
 
 function num(v: number): string {
   return String(Math.trunc(v));
@@ -125,12 +162,10 @@ export function v1Writes(r: Resources | undefined): CgroupWrite[] {
     add('hugetlb', `hugetlb.${h.pageSize}.limit_in_bytes`, num(h.limit), `linux.resources.hugepageLimits[${i}]`),
   );
   if (r.devices) {
-    add('devices', 'devices.deny', 'a', 'linux.resources.devices');
-    r.devices.forEach((d, i) => {
-      const rule = `${d.type ?? 'a'} ${d.major ?? '*'}:${d.minor ?? '*'} ${d.access ?? 'rwm'}`;
-      add('devices', d.allow ? 'devices.allow' : 'devices.deny', rule, `linux.resources.devices[${i}]`);
+    const fields = ['linux.resources.devices', ...r.devices.map((_, i) => `linux.resources.devices[${i}]`)];
+    deviceRules(r.devices).forEach((d, i) => {
+      add('devices', d.allow ? 'devices.allow' : 'devices.deny', i === 0 ? 'a' : v1DeviceRule(d), fields[i] ?? 'linux.resources.devices');
     });
-    for (const rule of V1_DEFAULT_DEVICE_RULES) add('devices', 'devices.allow', rule, 'linux.resources.devices');
   }
   return w;
 }
@@ -162,7 +197,7 @@ export function blkioToIoWeight(weight: number): number {
   return Math.trunc(1 + ((weight - 10) * 9999) / 990);
 }
 
-/** linux.resources → v2 file writes. Device rules need eBPF on v2 and are not enforced. */
+/** linux.resources → v2 file writes (device rules are an eBPF program: `deviceRules`). */
 export function v2Writes(r: Resources | undefined): CgroupWrite[] {
   const w: CgroupWrite[] = [];
   if (!r) return w;
@@ -248,6 +283,10 @@ export class CgroupManager {
       seen.add(h.mountpoint);
       out.push({ h, name: path.basename(h.mountpoint) });
     }
+    // A hybrid host's unified hierarchy too (as systemd does): it holds no controllers,
+    // but its device filter applies alongside v1's devices cgroup.
+    const unified = this.hierarchies.find((x) => x.version === 2);
+    if (unified) out.push({ h: unified, name: path.basename(unified.mountpoint) });
     return out;
   }
 
@@ -309,6 +348,7 @@ export class CgroupManager {
 
   /** Writes limits (create and, later, Update). */
   apply(rec: CgroupRecord, resources: Resources | undefined): void {
+    if (resources?.devices) this.setDeviceFilter(rec, deviceRules(resources.devices));
     if (rec.version === 2) {
       const dir = rec.dirs[0]?.dir;
       if (!dir) return;
@@ -324,6 +364,18 @@ export class CgroupManager {
       const file = path.join(target.dir, w.file);
       if (w.file === 'memory.memsw.limit_in_bytes' && !fs.existsSync(file)) continue; // no swap accounting
       writeFile(file, w.value, w.field);
+    }
+  }
+
+  /** cgroup v2 has no devices files: its rules are an eBPF program on the directory. */
+  private setDeviceFilter(rec: CgroupRecord, rules: DeviceFilterRule[]): void {
+    const v2 = rec.dirs.find((d) => this.hierarchies.find((h) => h.mountpoint === d.hierarchy)?.version === 2);
+    if (!v2) return;
+    try {
+      native.setDeviceFilter(v2.dir, rules);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new EngineError('Internal', `linux.resources.devices: ${err.message}`, { step: 'attach the cgroup v2 device filter', errno: err.code, field: 'linux.resources.devices' });
     }
   }
 

@@ -3,7 +3,7 @@
  * no resource controllers, so this covers what v2 always has: directories, membership,
  * the freezer and stats reading; limits are covered by the unit tests of their formats.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { CgroupManager, parseMountinfo } from '../../src/sandbox/cgroups';
 import { uniqueId } from './bundle';
@@ -32,5 +32,22 @@ describe('cgroup v2 driver on the real cgroup2 mount', () => {
     }
     expect(await m.remove(rec)).toEqual([]);
     expect(fs.existsSync(rec.dirs[0].dir)).toBe(false);
+  });
+
+  it('enforces the container\'s device rules with an eBPF filter, replaced on update', async () => {
+    const m = new CgroupManager(unified);
+    const rec = m.create(`/tsbox-test-v2/${uniqueId('dev')}`, { devices: [{ allow: false, access: 'rwm' }] });
+    // A process in the cgroup opening a node: the defaults allow /dev/null, not /dev/kmsg.
+    const open = (dev: string) => spawnSync('sh', ['-c', `echo $$ > ${m.procsFiles(rec)[0]} && : < ${dev}`], { encoding: 'utf8' });
+    try {
+      expect(open('/dev/null').status).toBe(0);
+      const kmsg = open('/dev/kmsg');
+      expect(kmsg.status).not.toBe(0);
+      expect(kmsg.stderr).toMatch(/Operation not permitted/);
+      m.apply(rec, { devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 11, access: 'r' }] });
+      expect(open('/dev/kmsg').status).toBe(0);
+    } finally {
+      expect(await m.remove(rec)).toEqual([]);
+    }
   });
 });

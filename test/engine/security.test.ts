@@ -157,3 +157,12 @@ describe('masked paths', () => {
     expect(r.out.split('\n')[2].split(',').sort()).toEqual(['nodev', 'noexec', 'nosuid', 'relatime', 'ro']);
   });
 });
+
+describe('device nodes', () => {
+  it('a container with CAP_MKNOD cannot use a node its rules do not allow, on v1 and on its unified cgroup', async () => {
+    const b = makeBundle('mknod', ['sh', '-c', 'mknod /tmp/kmsg c 1 11 && echo made; echo x > /tmp/kmsg && echo wrote; grep "^0::" /proc/self/cgroup'], (s) => addCaps(s, 'CAP_MKNOD'));
+    const r = await h.run(b);
+    expect(r.out).toBe(`made\n0::/tsbox-test/${b.id}\n`);
+    expect(r.err).toMatch(/\/tmp\/kmsg: Operation not permitted/);
+  });
+});

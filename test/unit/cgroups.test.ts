@@ -1,5 +1,5 @@
 /** The pure half of the cgroup module: host probing, path rules and file formats. */
-import { parseMountinfo, resolveCgroupsPath, expandSlice, v1Writes, v2Writes, sharesToWeight, orderMemoryWrites, CgroupManager } from '../../src/sandbox/cgroups';
+import { deviceRules, parseMountinfo, resolveCgroupsPath, expandSlice, v1Writes, v2Writes, sharesToWeight, orderMemoryWrites, CgroupManager } from '../../src/sandbox/cgroups';
 
 // /proc/self/mountinfo excerpts: the rig's hybrid host, and a pure cgroup v2 host (Debian 12 default).
 const HYBRID = `35 24 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
@@ -68,6 +68,16 @@ describe('limits as file writes', () => {
     const w = v1Writes({ devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 10, minor: 229, access: 'rw' }] });
     expect(w.slice(0, 3).map((x) => `${x.file} ${x.value}`)).toEqual(['devices.deny a', 'devices.deny a *:* rwm', 'devices.allow c 10:229 rw']);
     expect(w.some((x) => x.value === 'c 1:3 rwm')).toBe(true);
+  });
+
+  it('device rules for the v2 filter: deny all, the spec in order, the defaults; "u" is a char device', () => {
+    const rules = deviceRules([{ allow: true, type: 'u', major: 10, minor: -1, access: 'rw' }]);
+    expect(rules.slice(0, 3)).toEqual([
+      { allow: false, kind: 'a', major: null, minor: null, access: 'rwm' },
+      { allow: true, kind: 'c', major: 10, minor: null, access: 'rw' },
+      { allow: true, kind: 'c', major: null, minor: null, access: 'm' },
+    ]);
+    expect(() => deviceRules([{ allow: true, access: 'rwx' }])).toThrow('linux.resources.devices[0].access: "rwx" is not made of r, w and m');
   });
 
   it('v2: converted values in the unified files', () => {

@@ -31,6 +31,34 @@ pub fn send_with_fds(sock: i32, data: Buffer, fds: Vec<i32>) -> Result<u32> {
 }
 
 
+/// One device rule as the engine passes it: linux.resources.devices, wildcards as null.
+#[napi(object)]
+pub struct DeviceRule {
+    pub allow: bool,
+    /// "a", "b" or "c".
+    pub kind: String,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    /// Letters of "rwm".
+    pub access: String,
+}
+
+/// Replaces the device filter (a BPF_PROG_TYPE_CGROUP_DEVICE program) of a cgroup v2
+/// directory with one built from `rules` (last matching rule decides; none: deny).
+#[napi]
+pub fn set_device_filter(cgroup_dir: String, rules: Vec<DeviceRule>) -> Result<()> {
+    let rules = rules
+        .into_iter()
+        .map(|r| {
+            let kind = r.kind.chars().next().unwrap_or('a');
+            let access = tsbox_sys::devices::access_bits(&r.access)?;
+            Ok(tsbox_sys::devices::DeviceRule { allow: r.allow, kind, major: r.major, minor: r.minor, access })
+        })
+        .collect::<tsbox_sys::Result<Vec<_>>>()
+        .map_err(js_err)?;
+    tsbox_sys::devices::set_filter(&cgroup_dir, &rules).map_err(js_err)
+}
+
 /// A sealed in-memory copy of an executable (close-on-exec fd), run as
 /// /proc/self/fd/N so that no container can reach or rewrite the file on the host.
 #[napi]

@@ -4,6 +4,7 @@
 //! failed (what tsbox was trying to do, in words an operator can act on), the errno, and
 //! where it applies the spec field that asked for it.
 
+pub mod devices;
 pub mod fd;
 pub mod sys;
 
@@ -115,6 +116,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         40 => "ELOOP",
         61 => "ENODATA",
         71 => "EPROTO",
+        90 => "EMSGSIZE",
         95 => "EOPNOTSUPP",
         104 => "ECONNRESET",
         110 => "ETIMEDOUT",
