@@ -217,7 +217,11 @@ export class Engine {
           const state = this.state(rec);
           await runHooks('prestart', spec.hooks?.prestart, state);
           await runHooks('createRuntime', spec.hooks?.createRuntime, state);
-          await conn.request({ op: 'resume', container: id });
+          // A container joining a pid namespace gets its init only now (hooks saw the
+          // process that set it up): record the init.
+          const resumed = await conn.request<{ pid: number }>({ op: 'resume', container: id });
+          rec.pid = resumed.pid;
+          rec.pidStartTime = procStartTime(resumed.pid);
         }
         rec.status = transition(id, rec.status, 'created', 'create');
         this.store.write(rec);

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native } from '../../src/native/addon';
+import type { Spec } from '../../src/oci/spec';
 import { makeBundle } from './bundle';
 import { Harness } from './harness';
 
@@ -162,6 +163,31 @@ describe('a container from an OCI bundle', () => {
     expect(r.out.split('\n').map((l) => l.trim().split(/\s+/).join(' '))).toEqual(['0 200000 65536', '0 200000 65536', '0', '']);
     // A file the container's root made belongs to the mapped host uid.
     expect(fs.statSync(path.join(b.dir, 'rootfs', 'tmp', 'owned')).uid).toBe(200000);
+  });
+
+  it('joins another container\'s user namespace by path, creating its other namespaces inside it', async () => {
+    const userns = (s: Spec) => {
+      s.linux!.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+      s.linux!.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+    };
+    const a = makeBundle('usernsowner', ['sleep', '60'], (s) => {
+      s.linux!.namespaces!.push({ type: 'user' });
+      userns(s);
+    });
+    fs.chmodSync(a.dir, 0o755);
+    const aPid = await h.create(a);
+    await h.engine.start(a.id);
+    const b = makeBundle('usernsjoin', ['sh', '-c', 'cat /proc/self/uid_map; hostname; touch /tmp/owned; readlink /proc/self/ns/user'], (s) => {
+      s.linux!.namespaces!.push({ type: 'user', path: `/proc/${aPid}/ns/user` });
+    });
+    fs.chmodSync(b.dir, 0o755);
+    const r = await h.run(b);
+    expect(r.err).toBe('');
+    expect(r.out.split('\n').map((l) => l.trim().split(/\s+/).join(' '))).toEqual(['0 200000 65536', b.id, fs.readlinkSync(`/proc/${aPid}/ns/user`), '']);
+    expect(fs.statSync(path.join(b.dir, 'rootfs', 'tmp', 'owned')).uid).toBe(200000);
+    await h.engine.kill(a.id, 9);
+    expect(await h.engine.wait(a.id)).toBe(137);
+    await h.engine.delete(a.id);
   });
 
   it('joins another container\'s network, ipc and uts namespaces by path', async () => {

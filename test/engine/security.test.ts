@@ -62,6 +62,38 @@ describe('a container process with CAP_SYS_PTRACE watching for new processes', (
   }, 60_000);
 });
 
+describe('a pod sharing one pid namespace', () => {
+  it('never shows a new container\'s init to its siblings before it is inside its own root', async () => {
+    const hostDir = fs.mkdtempSync(path.join(scratch, 'host-'));
+    const watch = [
+      `while [ ! -e /stop ]; do`,
+      `  for d in /proc/[0-9]*; do`,
+      `    [ -d "$d/root${hostDir}" ] && echo escaped > "$d/root${hostDir}/pwned"`,
+      `  done`,
+      `done; exit 0`,
+    ].join('\n');
+    const pod = makeBundle('podpid', ['sh', '-c', watch], (s) => addCaps(s, 'CAP_SYS_PTRACE', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH'));
+    const podPid = await h.create(pod);
+    await h.engine.start(pod.id);
+    const uptime = path.join(scratch, 'uptime');
+    fs.writeFileSync(uptime, '42.00 42.00\n');
+    for (let i = 0; i < 20; i++) {
+      // A sibling joining the pod's pid namespace; /proc is its pod's, with a file bound in.
+      const b = makeBundle('sibling', ['sh', '-c', 'cat /proc/1/cmdline | tr "\\0" " "; echo; cat /proc/uptime'], (s) => {
+        s.linux!.namespaces = s.linux!.namespaces!.map((ns) => (ns.type === 'pid' ? { type: 'pid', path: `/proc/${podPid}/ns/pid` } : ns));
+        s.mounts!.push({ destination: '/proc/uptime', type: 'bind', source: uptime, options: ['bind', 'ro'] });
+      });
+      const r = await h.run(b);
+      b.cleanup();
+      expect(r).toMatchObject({ status: 0, out: `sh -c ${watch} \n42.00 42.00\n` });
+    }
+    fs.writeFileSync(path.join(pod.dir, 'rootfs', 'stop'), '');
+    expect(await h.engine.wait(pod.id)).toBe(0);
+    await h.engine.delete(pod.id);
+    expect(fs.readdirSync(hostDir)).toEqual([]);
+  }, 60_000);
+});
+
 describe('a container sharing a volume with a new one', () => {
   it('cannot steer the new container\'s mounts outside its rootfs by swapping a symlink', async () => {
     const vol = fs.mkdtempSync(path.join(scratch, 'vol-'));

@@ -57,7 +57,13 @@ fn wait_for(sync_fd: RawFd, what: &str) -> Result<ToChild> {
     }
 }
 
-/// Entry point of a container's init in the cloned child.
+/// Entry point of a container's first process, cloned by tsbox-sandbox in its own pid
+/// namespace (only with CLONE_NEWUSER, so that the user namespace, new or joined, owns
+/// every namespace created after it). It enters or creates the container's namespaces and
+/// forks the init into its pid namespace. A new pid namespace is empty, so the init may
+/// be forked right away and set up the rootfs itself; a joined one (a pod's) already has
+/// processes that could watch, so this process sets up and enters the rootfs first, and
+/// the init only mounts /proc (which must belong to its pid namespace).
 pub fn container_init(plan: &ContainerPlan, sync_fd: OwnedFd, stdio: Vec<OwnedFd>) -> ! {
     reset_signals();
     if let Err(e) = container_setup(plan, sync_fd.as_raw_fd(), stdio) {
@@ -66,25 +72,39 @@ pub fn container_init(plan: &ContainerPlan, sync_fd: OwnedFd, stdio: Vec<OwnedFd
     unsafe { libc::_exit(1) }
 }
 
+fn setns_path(path: &str, flag: u64, field: &str) -> Result<()> {
+    let fd = open(path, libc::O_RDONLY).map_err(|e| e.with_field(field))?;
+    ok(unsafe { libc::setns(fd.as_raw_fd(), flag as libc::c_int) }, || format!("setns {path}")).map_err(|e| e.with_field(field))
+}
+
 fn container_setup(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) -> Result<()> {
-    let host_pid = match wait_for(sync_fd, "the go signal")? {
-        ToChild::Go { pid } => pid,
+    match wait_for(sync_fd, "the go signal")? {
+        ToChild::Go { .. } => {}
         _ => return Err(SysError::new("unexpected message on setup channel", libc::EPROTO)),
-    };
+    }
     if plan.clone_flags & libc::CLONE_NEWUSER as u64 != 0 {
         // Maps are written; become the namespace's root for the rest of the setup.
         ok(unsafe { libc::setresgid(0, 0, 0) }, || "setresgid 0 in the new user namespace".into())?;
         ok(unsafe { libc::setresuid(0, 0, 0) }, || "setresuid 0 in the new user namespace".into())?;
     }
-    if plan.unshare_cgroup_ns {
-        ok(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }, || "unshare cgroup namespace".into())
-            .map_err(|e| e.with_field("linux.namespaces"))?;
+    let user = libc::CLONE_NEWUSER as u64;
+    let pid = libc::CLONE_NEWPID as u64;
+    for ns in plan.join_namespaces.iter().filter(|n| n.flag == user) {
+        setns_path(&ns.path, ns.flag, &ns.field)?;
+        // Our ids are the host's, unmapped in there: become the namespace's root.
+        ok(unsafe { libc::setresgid(0, 0, 0) }, || "setresgid 0 in the joined user namespace".into()).map_err(|e| e.with_field(ns.field.clone()))?;
+        ok(unsafe { libc::setresuid(0, 0, 0) }, || "setresuid 0 in the joined user namespace".into()).map_err(|e| e.with_field(ns.field.clone()))?;
     }
-    // The pid namespace was entered by tsbox-sandbox before clone3 (it applies to children).
-    for ns in plan.join_namespaces.iter().filter(|n| n.flag != libc::CLONE_NEWPID as u64) {
-        let fd = open(&ns.path, libc::O_RDONLY).map_err(|e| e.with_field(ns.field.clone()))?;
-        ok(unsafe { libc::setns(fd.as_raw_fd(), ns.flag as libc::c_int) }, || format!("setns {}", ns.path))
-            .map_err(|e| e.with_field(ns.field.clone()))?;
+    let create = plan.clone_flags & !(user | pid);
+    if create != 0 {
+        ok(unsafe { libc::unshare(create as libc::c_int) }, || format!("unshare namespaces {create:#x}")).map_err(|e| e.with_field("linux.namespaces"))?;
+    }
+    if plan.unshare_cgroup_ns {
+        // After tsbox-sandbox moved us into the container's cgroup: that becomes its root.
+        ok(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }, || "unshare cgroup namespace".into()).map_err(|e| e.with_field("linux.namespaces"))?;
+    }
+    for ns in plan.join_namespaces.iter().filter(|n| n.flag != user && n.flag != pid) {
+        setns_path(&ns.path, ns.flag, &ns.field)?;
     }
     if let Some(h) = &plan.hostname {
         ok(unsafe { libc::sethostname(h.as_ptr() as *const libc::c_char, h.len()) }, || format!("sethostname {h}"))
@@ -94,11 +114,67 @@ fn container_setup(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) ->
         ok(unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) }, || format!("setdomainname {d}"))
             .map_err(|e| e.with_field("domainname"))?;
     }
-
-    prepare_rootfs(plan)?;
-
+    if let Some(adj) = plan.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| io_err("write /proc/self/oom_score_adj", e).with_field("process.oomScoreAdj"))?;
+    }
     let mut state = plan.hook_state.clone();
-    state["pid"] = serde_json::Value::from(host_pid);
+    match plan.join_namespaces.iter().find(|n| n.flag == pid) {
+        None => {
+            if plan.clone_flags & pid != 0 {
+                ok(unsafe { libc::unshare(libc::CLONE_NEWPID) }, || "unshare pid namespace".into()).map_err(|e| e.with_field("linux.namespaces"))?;
+            }
+            state["pid"] = spawn_init(sync_fd)?.into();
+            let deferred = prepare_rootfs(plan, false)?;
+            before_pivot(plan, sync_fd, &state)?;
+            enter_rootfs(plan)?;
+            run_init(plan, sync_fd, stdio, state, deferred)
+        }
+        Some(ns) => {
+            // Opened now: after pivot_root its path would be looked up in the container.
+            let pid_ns = open(&ns.path, libc::O_RDONLY).map_err(|e| e.with_field(ns.field.clone()))?;
+            let deferred = prepare_rootfs(plan, true)?;
+            // Hooks until pivot_root see this process: it has every namespace but the pid one.
+            state["pid"] = unsafe { libc::getpid() }.into();
+            before_pivot(plan, sync_fd, &state)?;
+            enter_rootfs(plan)?;
+            ok(unsafe { libc::setns(pid_ns.as_raw_fd(), libc::CLONE_NEWPID) }, || format!("setns {}", ns.path)).map_err(|e| e.with_field(ns.field.clone()))?;
+            drop(pid_ns);
+            state["pid"] = spawn_init(sync_fd)?.into();
+            run_init(plan, sync_fd, stdio, state, deferred)
+        }
+    }
+}
+
+/// Forks the container's init. This process tells tsbox-sandbox the init's pid and
+/// exits; the init carries on and learns its own pid as the host sees it.
+fn spawn_init(sync_fd: RawFd) -> Result<i32> {
+    let mut p = [0; 2];
+    ok(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, || "pipe".into())?;
+    let (r, w) = (own(p[0]), own(p[1]));
+    match tsbox_sys::sys::clone3(0, None)? {
+        tsbox_sys::sys::Forked::Child => {
+            drop(w);
+            let mut buf = [0u8; 4];
+            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, 4) };
+            if n != 4 {
+                return Err(SysError::new("the container's first process went away", libc::EPIPE));
+            }
+            Ok(i32::from_ne_bytes(buf))
+        }
+        tsbox_sys::sys::Forked::Parent { pid, pidfd } => {
+            unsafe {
+                libc::close(pidfd);
+                libc::write(w.as_raw_fd(), pid.to_ne_bytes().as_ptr() as *const libc::c_void, 4);
+            }
+            let _ = sync::send(sync_fd, &FromChild::Spawned { pid });
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// createRuntime hooks (run by the engine while we wait) and createContainer hooks.
+fn before_pivot(plan: &ContainerPlan, sync_fd: RawFd, state: &serde_json::Value) -> Result<()> {
     if plan.pause_for_hooks {
         sync::send(sync_fd, &FromChild::Hooks)?;
         match wait_for(sync_fd, "createRuntime hooks")? {
@@ -106,21 +182,19 @@ fn container_setup(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) ->
             _ => return Err(SysError::new("unexpected message on setup channel", libc::EPROTO)),
         }
     }
+    let mut state = state.clone();
     state["status"] = "created".into();
-    hooks::run_all("createContainer", &plan.hooks.create_container, &state.to_string())?;
+    hooks::run_all("createContainer", &plan.hooks.create_container, &state.to_string())
+}
 
-    enter_rootfs(&plan.rootfs)?;
-    if plan.rootfs_propagation != 0 {
-        // The old root's detach made "/" a slave; give it the propagation the spec asked for.
-        mount(None, "/", None, plan.rootfs_propagation, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
+/// The init, inside the container's root and every namespace: the rest of the rootfs,
+/// the process's identity, the start gate, execve.
+fn run_init(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>, mut state: serde_json::Value, deferred: Vec<Deferred>) -> Result<()> {
+    let root = Root::open("/")?;
+    for d in deferred {
+        d.mount(&root)?;
     }
-    finish_rootfs(plan)?;
-
-    if let Some(adj) = plan.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| io_err("write /proc/self/oom_score_adj", e).with_field("process.oomScoreAdj"))?;
-    }
-
+    finish_rootfs(plan, &root)?;
     let filter = match &plan.process.seccomp {
         Some(s) => Some(seccomp::compile(s)?),
         None => None,
@@ -242,7 +316,36 @@ fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: u64, data
     })
 }
 
-fn prepare_rootfs(plan: &ContainerPlan) -> Result<()> {
+/// A mount at or under /proc left for the init, because procfs shows the pid namespace
+/// of whoever mounts it. Binds are cloned from their host source while it is in reach.
+enum Deferred {
+    Fs(MountPlan),
+    Tree(MountPlan, OwnedFd),
+}
+
+impl Deferred {
+    fn mount(self, root: &Root) -> Result<()> {
+        let (m, tree) = match self {
+            Deferred::Fs(m) => {
+                let tree = mnt::new_fs(&m.fstype, &m.data, m.flags).map_err(|e| e.with_field(m.field.clone()))?;
+                (m, tree)
+            }
+            Deferred::Tree(m, tree) => (m, tree),
+        };
+        let attach = || -> Result<()> {
+            let dir = inroot::is_dir(&inroot::fstat(tree.as_raw_fd())?);
+            let target = if dir { root.mkdir_all(&m.destination, 0o755)? } else { root.create_file(&m.destination)? };
+            mnt::attach(&tree, &target)?;
+            if m.propagation != 0 {
+                mnt::set_propagation(&tree, m.propagation)?;
+            }
+            Ok(())
+        };
+        attach().map_err(|e| e.with_field(m.field.clone()))
+    }
+}
+
+fn prepare_rootfs(plan: &ContainerPlan, defer_proc: bool) -> Result<Vec<Deferred>> {
     let rootfs = plan.rootfs.as_str();
     let prop = if plan.rootfs_propagation != 0 { plan.rootfs_propagation } else { (libc::MS_SLAVE | libc::MS_REC) as u64 };
     mount(None, "/", None, prop, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
@@ -254,7 +357,17 @@ fn prepare_rootfs(plan: &ContainerPlan) -> Result<()> {
     // pivot_root needs the new root to be a mount point.
     mount(Some(rootfs), rootfs, None, (libc::MS_BIND | libc::MS_REC) as u64, None).map_err(|e| e.with_field("root.path"))?;
     let root = Root::open(rootfs).map_err(|e| e.with_field("root.path"))?;
+    let mut deferred = Vec::new();
     for m in &plan.mounts {
+        if defer_proc && (m.destination == "/proc" || m.destination.starts_with("/proc/")) {
+            deferred.push(if m.bind {
+                let tree = bind_tree(m).map_err(|e| e.with_field(m.field.clone()))?;
+                Deferred::Tree(m.clone(), tree)
+            } else {
+                Deferred::Fs(m.clone())
+            });
+            continue;
+        }
         mount_one(&root, m).map_err(|e| e.with_field(m.field.clone()))?;
     }
     for d in &plan.devices {
@@ -267,7 +380,17 @@ fn prepare_rootfs(plan: &ContainerPlan) -> Result<()> {
             return Err(SysError::last(format!("symlink {} -> {}", l.link, l.target)));
         }
     }
-    Ok(())
+    Ok(deferred)
+}
+
+/// A bind's source cloned, detached, with the bind's flags already set.
+fn bind_tree(m: &MountPlan) -> Result<OwnedFd> {
+    let src = open(&m.source, libc::O_PATH).map_err(|e| SysError::new(format!("bind source {}", m.source), e.errno))?;
+    let tree = mnt::clone_tree(&src, m.flags & libc::MS_REC as u64 != 0)?;
+    if m.remount {
+        mnt::set_bind_flags(&tree, m.flags)?;
+    }
+    Ok(tree)
 }
 
 /// The mount point `path` lives on: the longest mount point in mountinfo that contains it.
@@ -290,14 +413,10 @@ fn parent_mount(path: &str) -> String {
 /// cloned from that fd, its flags set on the detached copy before it is attached.
 fn mount_one(root: &Root, m: &MountPlan) -> Result<()> {
     let attached = if m.bind {
-        let src = open(&m.source, libc::O_PATH).map_err(|e| SysError::new(format!("bind source {}", m.source), e.errno))?;
-        let dir = inroot::is_dir(&inroot::fstat(src.as_raw_fd())?);
+        let tree = bind_tree(m)?;
+        let dir = inroot::is_dir(&inroot::fstat(tree.as_raw_fd())?);
         let target = if dir { root.mkdir_all(&m.destination, 0o755)? } else { root.create_file(&m.destination)? };
         not_into_proc(&target, m)?;
-        let tree = mnt::clone_tree(&src, m.flags & libc::MS_REC as u64 != 0)?;
-        if m.remount {
-            mnt::set_bind_flags(&tree, m.flags)?;
-        }
         mnt::attach(&tree, &target)?;
         tree
     } else {
@@ -368,7 +487,16 @@ fn make_device(root: &Root, d: &crate::plan::DevicePlan, bind: bool) -> Result<(
     ok(unsafe { libc::fchownat(node.as_raw_fd(), c"".as_ptr(), d.uid, d.gid, libc::AT_EMPTY_PATH) }, || format!("chown {}", d.path))
 }
 
-fn enter_rootfs(rootfs: &str) -> Result<()> {
+fn enter_rootfs(plan: &ContainerPlan) -> Result<()> {
+    pivot(&plan.rootfs)?;
+    if plan.rootfs_propagation != 0 {
+        // The old root's detach made "/" a slave; give it the propagation the spec asked for.
+        mount(None, "/", None, plan.rootfs_propagation, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
+    }
+    Ok(())
+}
+
+fn pivot(rootfs: &str) -> Result<()> {
     let c = cstring(rootfs);
     ok(unsafe { libc::chdir(c.as_ptr()) }, || format!("chdir {rootfs}")).map_err(|e| e.with_field("root.path"))?;
     match pivot_root(".", ".") {
@@ -413,13 +541,12 @@ fn container_proc(root: &Root) -> Result<OwnedFd> {
 
 /// After pivot_root: sysctls, read-only and masked paths, a read-only root. Everything
 /// is opened inside "/" (now the container's root) and acted on by handle.
-fn finish_rootfs(plan: &ContainerPlan) -> Result<()> {
-    let root = Root::open("/")?;
+fn finish_rootfs(plan: &ContainerPlan, root: &Root) -> Result<()> {
     // Sysctls first: /proc/sys is usually among the read-only paths (runc's order). The
     // file is opened beneath the verified procfs without crossing into another mount, so
     // a bind over /proc/sys/... cannot redirect the write.
     if !plan.sysctls.is_empty() {
-        let proc = container_proc(&root).map_err(|e| e.with_field("linux.sysctl"))?;
+        let proc = container_proc(root).map_err(|e| e.with_field("linux.sysctl"))?;
         for s in &plan.sysctls {
             let field = format!("linux.sysctl[{}]", s.key);
             let rel = format!("sys/{}", s.key.replace('.', "/"));
@@ -448,7 +575,7 @@ fn finish_rootfs(plan: &ContainerPlan) -> Result<()> {
         readonly().map_err(|e| SysError::new(format!("make {p} read-only: {}", e.step), e.errno).with_field(field))?;
     }
     if !plan.masked_paths.is_empty() {
-        mask_paths(&root, &plan.masked_paths)?;
+        mask_paths(root, &plan.masked_paths)?;
     }
     if plan.rootfs_readonly {
         let top = root.resolve("/", libc::O_PATH | libc::O_DIRECTORY, 0)?;

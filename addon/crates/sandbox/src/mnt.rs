@@ -12,6 +12,8 @@ const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -98,13 +100,28 @@ pub fn set_bind_flags(tree: &OwnedFd, ms: u64) -> Result<()> {
     }
 }
 
+/// A new filesystem instance, detached: `data` is the comma-separated option string of
+/// mount(8) (key=value or flag words), `ms` the MS_* per-mount flags.
+pub fn new_fs(fstype: &str, data: &str, ms: u64) -> Result<OwnedFd> {
+    let t = cstring(fstype);
+    let fs = own(check(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), FSOPEN_CLOEXEC) }, || format!("fsopen {fstype}"))? as RawFd);
+    for opt in data.split(',').filter(|o| !o.is_empty()) {
+        let (cmd, key, value) = match opt.split_once('=') {
+            Some((k, v)) => (FSCONFIG_SET_STRING, cstring(k), Some(cstring(v))),
+            None => (FSCONFIG_SET_FLAG, cstring(opt), None),
+        };
+        let v = value.as_ref().map_or(std::ptr::null(), |c| c.as_ptr() as *const libc::c_void);
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key.as_ptr(), v, 0) }, || format!("{fstype} option {opt}"))?;
+    }
+    let cfg = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_void>(), 0) };
+    check(cfg, || format!("create a {fstype} filesystem"))?;
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs_of(ms).0) };
+    Ok(own(check(m, || format!("fsmount {fstype}"))? as RawFd))
+}
+
 /// An empty read-only tmpfs, detached (for masking a directory).
 pub fn empty_tmpfs() -> Result<OwnedFd> {
-    let fs = own(check(unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) }, || "fsopen tmpfs".into())? as RawFd);
-    let cfg = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_void>(), 0) };
-    check(cfg, || "fsconfig create tmpfs".into())?;
-    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) };
-    Ok(own(check(m, || "fsmount tmpfs".into())? as RawFd))
+    new_fs("tmpfs", "", (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64)
 }
 
 /// mount(2) of a filesystem onto an fd. Goes through /proc/self/fd, so only before

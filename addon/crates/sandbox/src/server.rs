@@ -223,16 +223,9 @@ impl Sandbox {
         }
         let hook_secs: u64 = plan.hooks.create_container.iter().chain(&plan.hooks.start_container).map(|h| h.timeout.map_or(sync::SETUP_DEADLINE_SECS, u64::from)).sum();
         let (parent_end, child_end) = sync::pair(sync::SETUP_DEADLINE_SECS + hook_secs)?;
-        // A pid namespace given by path is entered for our children only, then left.
-        let pid_ns = plan.join_namespaces.iter().find(|n| n.flag == libc::CLONE_NEWPID as u64);
-        let restore = match pid_ns {
-            Some(ns) => Some(enter_pid_ns_for_children(&ns.path).map_err(|e| e.with_field(ns.field.clone()))?),
-            None => None,
-        };
-        let forked = clone3(plan.clone_flags, None);
-        if let Some(own_ns) = restore {
-            unsafe { libc::setns(own_ns.as_raw_fd(), libc::CLONE_NEWPID) };
-        }
+        // Only the user namespace is made here (its maps are written from outside); the
+        // rest are made or joined by the child, see init::container_init.
+        let forked = clone3(plan.clone_flags & libc::CLONE_NEWUSER as u64, None);
         let (pid, pidfd) = match forked.map_err(|e| e.with_field("linux.namespaces"))? {
             Forked::Child => {
                 let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd()).chain(stdio.iter().map(|f| f.as_raw_fd())).collect();
@@ -256,29 +249,26 @@ impl Sandbox {
             kill_and_reap(&process);
             return Err(e);
         }
-        self.by_pid.insert(pid, (id.clone(), None));
-        let answer = match wait_child(&parent_end) {
-            Ok(FromChild::Hooks) => json!({ "pid": pid, "stage": "hooks" }),
+        let answer = match next_setup_message(&mut process, parent_end.as_raw_fd()) {
+            Ok(FromChild::Hooks) => json!({ "pid": process.pid, "stage": "hooks" }),
             Ok(FromChild::Ready) => {
                 process.status = Status::Created;
-                json!({ "pid": pid, "stage": "created" })
+                json!({ "pid": process.pid, "stage": "created" })
             }
             Ok(FromChild::Error { step, errno, field }) => {
-                self.by_pid.remove(&pid);
                 kill_and_reap(&process);
                 return Err(SysError { step, errno, field });
             }
             Ok(FromChild::Spawned { .. }) => {
-                self.by_pid.remove(&pid);
                 kill_and_reap(&process);
                 return Err(SysError::new("unexpected message on setup channel", libc::EPROTO));
             }
             Err(e) => {
-                self.by_pid.remove(&pid);
                 kill_and_reap(&process);
                 return Err(e);
             }
         };
+        self.by_pid.insert(process.pid, (id.clone(), None));
         // Without a watch there are no OOM events, but the container runs: say so in the log.
         let oom = plan.oom_watch.as_ref().and_then(|(v, dir)| match crate::oom::OomWatch::new(*v, dir) {
             Ok(w) => Some(w),
@@ -311,7 +301,13 @@ impl Sandbox {
         let Some(sync_fd) = c.sync.as_ref().map(|f| f.as_raw_fd()) else {
             return Err(SysError::new(format!("container {id} lost its setup channel"), libc::EPIPE));
         };
-        let outcome = sync::send(sync_fd, &ToChild::Continue).and_then(|_| wait_child_raw(sync_fd));
+        let first = c.init.pid;
+        let outcome = sync::send(sync_fd, &ToChild::Continue).and_then(|_| next_setup_message(&mut c.init, sync_fd));
+        let now = c.init.pid;
+        if now != first {
+            self.by_pid.remove(&first);
+            self.by_pid.insert(now, (id.to_string(), None));
+        }
         match outcome {
             Ok(FromChild::Ready) => {
                 let c = self.container(id)?;
@@ -524,14 +520,26 @@ fn process_json(p: &Process) -> Value {
     json!({ "pid": p.pid, "status": p.status.name(), "exitStatus": p.exit_status })
 }
 
-fn wait_child(fd: &OwnedFd) -> Result<FromChild> {
-    wait_child_raw(fd.as_raw_fd())
-}
-
-fn wait_child_raw(fd: RawFd) -> Result<FromChild> {
-    match sync::recv::<FromChild>(fd)? {
-        Some(m) => Ok(m),
-        None => Err(SysError::new("container init exited during setup", libc::ECHILD)),
+/// The next message of a container's setup. The first child announces the init it
+/// forked and exits: from then on `process` is the init (we are its subreaper, so once
+/// the first child is collected its pid cannot be reused before the pidfd is open).
+fn next_setup_message(process: &mut Process, fd: RawFd) -> Result<FromChild> {
+    loop {
+        let msg = match sync::recv::<FromChild>(fd)? {
+            Some(m) => m,
+            None => return Err(SysError::new("container init exited during setup", libc::ECHILD)),
+        };
+        let FromChild::Spawned { pid } = msg else { return Ok(msg) };
+        let mut status = 0;
+        unsafe { libc::waitpid(process.pid, &mut status, 0) };
+        match tsbox_sys::sys::pidfd_open(pid) {
+            Ok(pidfd) => *process = Process { pid, pidfd: own(pidfd), status: process.status, exit_status: None },
+            Err(e) => {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -542,18 +550,7 @@ fn kill_and_reap(p: &Process) {
     unsafe { libc::waitpid(p.pid, &mut status, 0) };
 }
 
-fn open_ns_self(kind: &str) -> Result<OwnedFd> {
-    let path = tsbox_sys::sys::cstring(&format!("/proc/self/ns/{kind}"));
-    Ok(own(check(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open /proc/self/ns/{kind}"))?))
-}
 
-fn enter_pid_ns_for_children(path: &str) -> Result<OwnedFd> {
-    let own_ns = open_ns_self("pid")?;
-    let c = tsbox_sys::sys::cstring(path);
-    let target = own(check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, || format!("open {path}"))?);
-    check(unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWPID) }, || format!("setns {path}"))?;
-    Ok(own_ns)
-}
 
 /// The init's namespaces that differ from ours, user namespace first (it grants the
 /// rights to enter the others), mount namespace last (it changes root and cwd).

@@ -116,6 +116,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         40 => "ELOOP",
         61 => "ENODATA",
         71 => "EPROTO",
+        75 => "EOVERFLOW",
         90 => "EMSGSIZE",
         95 => "EOPNOTSUPP",
         104 => "ECONNRESET",
