@@ -659,6 +659,11 @@ const TIOCGPTPEER: libc::c_ulong = 0x5441;
 /// (TIOCGPTPEER), so no /dev/pts path lookup can be raced.
 fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     let master = open("/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY)?;
+    // Whatever the image put at /dev/ptmx, only the pty multiplexer (char 5:2) will do.
+    let st = inroot::fstat(master.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(5, 2) {
+        return Err(SysError::new("/dev/ptmx in the container is not the pty multiplexer (char 5:2)", libc::ENODEV));
+    }
     let unlock: libc::c_int = 0;
     ok(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) }, || "unlock the pty".into())?;
     let slave = check(
