@@ -189,17 +189,20 @@ describe('pods on tsbox through CRI', () => {
 
   it('serves each pod from its own daemon with pod grouping, until the pod is removed', async () => {
     const daemons = () => shimDaemons('-namespace k8s.io');
-    const before = daemons().length;
+    // Daemons of earlier tests may still be leaving (idle_timeout): count only new ones.
+    const before = new Set(daemons());
     const a = await runPod({ handler: 'tsbox-pod' });
     const b = await runPod({ handler: 'tsbox-pod' });
     await startContainer(a, 'x', ['sleep', '60']);
     await startContainer(a, 'y', ['sleep', '60']);
     await startContainer(b, 'x', ['sleep', '60']);
-    expect(daemons().length).toBe(before + 2);
+    const mine = daemons().filter((pid) => !before.has(pid));
+    expect(mine.length).toBe(2);
     await removePod(a);
     // It leaves once idle_timeout (1 s in the rig) has passed.
-    await waitUntil(() => daemons().length === before + 1, 'the removed pod\'s daemon exits');
-    expect(daemons().length).toBe(before + 1);
+    const alive = () => daemons().filter((pid) => mine.includes(pid));
+    await waitUntil(() => alive().length === 1, 'the removed pod\'s daemon exits');
+    expect(alive().length).toBe(1);
     await removePod(b);
   });
 
