@@ -104,6 +104,8 @@ export interface ProcessPlan {
   /** [rows, columns] of the terminal at start. */
   consoleSize: [number, number] | null;
   seccomp: SeccompPlan | null;
+  /** AppArmor profile applied at execve. */
+  apparmorProfile: string | null;
 }
 
 export interface ContainerPlan {
@@ -267,6 +269,8 @@ export function planProcess(p: Process | undefined, seccomp: Seccomp | undefined
   if (!p.user || !Number.isInteger(p.user.uid) || !Number.isInteger(p.user.gid)) {
     throw new PlanError(`${field}.user`, 'uid and gid are required integers');
   }
+  // Not applying a label that was asked for would look like confinement and be none.
+  if (p.selinuxLabel) throw new PlanError(`${field}.selinuxLabel`, 'SELinux labels are not applied by tsbox');
   const seen = new Set<string>();
   const rlimits = (p.rlimits ?? []).map((r, i) => {
     const resource = RLIMITS[r.type];
@@ -300,6 +304,7 @@ export function planProcess(p: Process | undefined, seccomp: Seccomp | undefined
     terminal: p.terminal ?? false,
     consoleSize: p.terminal && p.consoleSize ? [p.consoleSize.height, p.consoleSize.width] : null,
     seccomp: seccomp ? planSeccomp(seccomp) : null,
+    apparmorProfile: p.apparmorProfile || null,
   };
 }
 
@@ -519,6 +524,7 @@ export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
   // User namespace first: it decides what we may do in the others.
   joins.sort((a, b) => Number(b.flag === CLONE.NEWUSER) - Number(a.flag === CLONE.NEWUSER));
 
+  if (linux.mountLabel) throw new PlanError('linux.mountLabel', 'SELinux labels are not applied by tsbox');
   const newUserNs = (cloneFlags & CLONE.NEWUSER) !== 0;
   const uidMappings = idMappings(linux.uidMappings, 'linux.uidMappings');
   const gidMappings = idMappings(linux.gidMappings, 'linux.gidMappings');

@@ -198,3 +198,10 @@ describe('device nodes', () => {
     expect(r.err).toMatch(/\/tmp\/kmsg: Operation not permitted/);
   });
 });
+
+describe('LSM confinement', () => {
+  it('refuses an AppArmor profile it cannot apply instead of running unconfined', async () => {
+    const b = makeBundle('apparmor', ['true'], (s) => (s.process!.apparmorProfile = 'tsbox-no-such-profile'));
+    expect(await createError(b)).toMatch(/process\.apparmorProfile: AppArmor profile tsbox-no-such-profile/);
+  });
+});

@@ -122,6 +122,7 @@ describe('planContainer', () => {
     ['a host directory bound at /proc', (s) => (s.mounts![0] = { destination: '/proc', type: 'bind', source: '/tmp', options: ['rbind'] }), 'mounts[0].destination: only a proc filesystem can be mounted at /proc'],
     ['a tmpfs at /proc', (s) => (s.mounts![0] = { destination: '/proc/', type: 'tmpfs', source: 'tmpfs' }), 'mounts[0].destination: only a proc filesystem can be mounted at /proc'],
     ['a bind over a sysctl', (s) => s.mounts!.push({ destination: '/proc/sys/net/../kernel/core_pattern', type: 'bind', source: '/tmp/x' }), expect.stringMatching(/^mounts\[6\]\.destination: \/proc\/sys\/kernel\/core_pattern is inside \/proc, where only /)],
+    ['an SELinux label', (s) => (s.process!.selinuxLabel = 'system_u:system_r:container_t:s0'), 'process.selinuxLabel: SELinux labels are not applied by tsbox'],
     ['a sysctl name that climbs out of /proc/sys', (s) => (s.linux!.sysctl = { '../../sysrq-trigger': 'b' }), 'linux.sysctl[../../sysrq-trigger]: is not a sysctl name'],
   ])('refuses %s, naming the field', (_name, edit, message) => {
     expect(planError(spec(edit)).message).toEqual(message);

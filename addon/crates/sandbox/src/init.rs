@@ -539,6 +539,29 @@ fn container_proc(root: &Root) -> Result<OwnedFd> {
     Ok(proc)
 }
 
+/// Asks AppArmor to confine the program we are about to execve with `profile`, through
+/// the container's verified procfs. A host without AppArmor fails here: a profile that
+/// was asked for is never silently dropped.
+fn apparmor_on_exec(profile: &str) -> Result<()> {
+    let proc = container_proc(&Root::open("/")?)?;
+    let me = unsafe { libc::getpid() };
+    let resolve = inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS | inroot::RESOLVE_NO_XDEV | inroot::RESOLVE_NO_MAGICLINKS;
+    let f = inroot::openat2(proc.as_raw_fd(), &format!("{me}/attr/apparmor/exec"), libc::O_WRONLY, resolve)
+        .or_else(|_| inroot::openat2(proc.as_raw_fd(), &format!("{me}/attr/exec"), libc::O_WRONLY, resolve))
+        .map_err(|e| SysError::new(format!("AppArmor profile {profile}: {}", e.step), e.errno))?;
+    let cmd = format!("exec {profile}");
+    let n = unsafe { libc::write(f.as_raw_fd(), cmd.as_ptr() as *const libc::c_void, cmd.len()) };
+    if n < 0 {
+        let e = SysError::last(format!("AppArmor profile {profile}: change on exec"));
+        return Err(if e.errno == libc::EINVAL || e.errno == libc::ENOENT {
+            SysError::new(format!("AppArmor profile {profile}: AppArmor is not enabled on this host"), e.errno)
+        } else {
+            e
+        });
+    }
+    Ok(())
+}
+
 /// After pivot_root: sysctls, read-only and masked paths, a read-only root. Everything
 /// is opened inside "/" (now the container's root) and acted on by handle.
 fn finish_rootfs(plan: &ContainerPlan, root: &Root) -> Result<()> {
@@ -684,6 +707,9 @@ fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterC
         let lim = libc::rlimit { rlim_cur: r.soft.unwrap_or(libc::RLIM_INFINITY), rlim_max: r.hard.unwrap_or(libc::RLIM_INFINITY) };
         ok(unsafe { libc::setrlimit(r.resource as _, &lim) }, || format!("setrlimit {}", r.resource))
             .map_err(|e| e.with_field(r.field.clone()))?;
+    }
+    if let Some(profile) = &p.apparmor_profile {
+        apparmor_on_exec(profile).map_err(|e| e.with_field("process.apparmorProfile"))?;
     }
     if let Some(f) = early_seccomp {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it.

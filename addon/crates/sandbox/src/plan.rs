@@ -138,6 +138,8 @@ pub struct ProcessPlan {
     /// Initial window size of the terminal: (rows, columns).
     pub console_size: Option<(u16, u16)>,
     pub seccomp: Option<SeccompPlan>,
+    /// AppArmor profile the program is confined with from its execve on.
+    pub apparmor_profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
