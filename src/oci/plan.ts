@@ -132,6 +132,8 @@ export interface ContainerPlan {
   /** [cgroup version, memory cgroup directory] to watch for OOM kills. */
   oomWatch: [number, string] | null;
   pauseForHooks: boolean;
+  /** Seconds for any one setup step; null: tsbox-sandbox's default. */
+  setupDeadline: number | null;
   hooks: { createContainer: HookPlan[]; startContainer: HookPlan[] };
   hookState: State;
   process: ProcessPlan;
@@ -161,6 +163,8 @@ export interface PlanContext {
   cgroupVersion: 1 | 2;
   /** The container's memory cgroup directory, when there is one to watch. */
   memoryCgroup?: string;
+  /** Seconds allowed for any one setup step (see EngineOptions.setupDeadline). */
+  setupDeadline?: number;
 }
 
 function isAbs(p: string): boolean {
@@ -594,6 +598,7 @@ export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
     cgroupProcs: ctx.cgroupProcs,
     oomWatch: ctx.memoryCgroup ? [ctx.cgroupVersion, ctx.memoryCgroup] : null,
     pauseForHooks: prestart.length + createRuntime.length > 0,
+    setupDeadline: ctx.setupDeadline ?? null,
     hooks: {
       createContainer: planHooks(spec.hooks?.createContainer, 'createContainer'),
       startContainer: planHooks(spec.hooks?.startContainer, 'startContainer'),

@@ -32,6 +32,9 @@ export interface EngineOptions {
   logger?: Logger;
   sandboxBinary?: string;
   cgroups?: CgroupManager;
+  /** Seconds tsbox-sandbox waits for any one step of a container's setup (plus its
+   * hooks' timeouts) before it gives up on the container; tsbox-sandbox's default if unset. */
+  setupDeadline?: number;
 }
 
 export interface CreateOptions {
@@ -179,6 +182,7 @@ export class Engine {
               cgroupViews: this.cgroups.views(cgroup),
               cgroupVersion: cgroup.version,
               memoryCgroup: this.cgroups.dirFor(cgroup, 'memory'),
+              setupDeadline: this.opts.setupDeadline,
             });
           } catch (e) {
             throw planFailure(e);

@@ -80,6 +80,20 @@ describe('a create that fails', () => {
     expect(fs.existsSync(path.join(b.dir, 'rootfs', 'tmp', 'ran'))).toBe(false);
   });
 
+  it('gives up on a container whose setup hangs, within the setup deadline, and leaves nothing', async () => {
+    const slow = new Harness({ setupDeadline: 2 });
+    const b = slow.track(makeBundle('hang', ['true'], (s) => {
+      s.hooks = { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'sleep 60'] }] };
+    }));
+    const before = footprint(slow.root, b.id);
+    const started = Date.now();
+    const err = await slow.create(b).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(String(err)).toMatch(/did not answer in time \(setup deadline\): ETIMEDOUT/);
+    expect(footprint(slow.root, b.id)).toEqual({ mounts: before.mounts, sandboxes: [], cgroups: [], dirExists: false });
+    await slow.cleanup();
+  });
+
   it('refuses a second container with the same id and leaves the first alone', async () => {
     const a = makeBundle('dup', ['sleep', '60']);
     await h.create(a);

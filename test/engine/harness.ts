@@ -5,13 +5,17 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Engine } from '../../src/sandbox/engine';
+import { Engine, type EngineOptions } from '../../src/sandbox/engine';
 import type { Process } from '../../src/oci/spec';
 import { Bundle } from './bundle';
 
 export class Harness {
   readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-root-'));
-  readonly engine = new Engine({ root: this.root });
+  readonly engine: Engine;
+
+  constructor(opts: Omit<EngineOptions, 'root'> = {}) {
+    this.engine = new Engine({ ...opts, root: this.root });
+  }
   private readonly bundles: Bundle[] = [];
 
   track(b: Bundle): Bundle {

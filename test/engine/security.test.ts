@@ -33,22 +33,29 @@ async function createError(b: ReturnType<typeof makeBundle>): Promise<string> {
   return (err as Error).message;
 }
 
+/**
+ * A container with CAP_SYS_PTRACE that scans its pid namespace until /stop appears: through
+ * /proc/<pid>/root and cwd of every other process it tries to write into `hostDir`, which
+ * only the host has; at the end it prints the binaries (/proc/<pid>/exe) it saw.
+ */
+function watcher(prefix: string, hostDir: string): { script: string; bundle: ReturnType<typeof makeBundle> } {
+  const script = [
+    `while [ ! -e /stop ]; do`,
+    `  for d in /proc/[0-9]*; do`,
+    `    [ "$d" = /proc/1 ] || [ "$d" = /proc/$$ ] && continue`,
+    `    [ -d "$d/root${hostDir}" ] && echo escaped > "$d/root${hostDir}/pwned"`,
+    `    [ -d "$d/cwd${hostDir}" ] && echo escaped > "$d/cwd${hostDir}/pwned-cwd"`,
+    `    readlink "$d/exe" >> /tmp/exes 2>/dev/null`,
+    `  done`,
+    `done; sort -u /tmp/exes 2>/dev/null; exit 0`,
+  ].join('\n');
+  return { script, bundle: makeBundle(prefix, ['sh', '-c', script], (s) => addCaps(s, 'CAP_SYS_PTRACE', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH')) };
+}
+
 describe('a container process with CAP_SYS_PTRACE watching for new processes', () => {
   it('never reaches the host root, cwd or runtime binary through /proc/<pid> of an exec', async () => {
     const hostDir = fs.mkdtempSync(path.join(scratch, 'host-'));
-    // The attacker scans its pid namespace for processes whose root shows the host's
-    // directory, and writes through it; it also records every other process's exe.
-    const script = [
-      `while [ ! -e /stop ]; do`,
-      `  for d in /proc/[0-9]*; do`,
-      `    [ "$d" = /proc/1 ] || [ "$d" = /proc/$$ ] && continue`,
-      `    [ -d "$d/root${hostDir}" ] && echo escaped > "$d/root${hostDir}/pwned"`,
-      `    [ -d "$d/cwd${hostDir}" ] && echo escaped > "$d/cwd${hostDir}/pwned-cwd"`,
-      `    readlink "$d/exe" >> /tmp/exes 2>/dev/null`,
-      `  done`,
-      `done; sort -u /tmp/exes`,
-    ].join('\n');
-    const b = makeBundle('ptrace', ['sh', '-c', script], (s) => addCaps(s, 'CAP_SYS_PTRACE', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH'));
+    const b = watcher('ptrace', hostDir).bundle;
     await h.create(b);
     await h.engine.start(b.id);
     for (let i = 0; i < 60; i++) expect((await h.exec(b, ['true'])).status).toBe(0);
@@ -65,14 +72,7 @@ describe('a container process with CAP_SYS_PTRACE watching for new processes', (
 describe('a pod sharing one pid namespace', () => {
   it('never shows a new container\'s init to its siblings before it is inside its own root', async () => {
     const hostDir = fs.mkdtempSync(path.join(scratch, 'host-'));
-    const watch = [
-      `while [ ! -e /stop ]; do`,
-      `  for d in /proc/[0-9]*; do`,
-      `    [ -d "$d/root${hostDir}" ] && echo escaped > "$d/root${hostDir}/pwned"`,
-      `  done`,
-      `done; exit 0`,
-    ].join('\n');
-    const pod = makeBundle('podpid', ['sh', '-c', watch], (s) => addCaps(s, 'CAP_SYS_PTRACE', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH'));
+    const { script: watch, bundle: pod } = watcher('podpid', hostDir);
     const podPid = await h.create(pod);
     await h.engine.start(pod.id);
     const uptime = path.join(scratch, 'uptime');

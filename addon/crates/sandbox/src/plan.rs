@@ -38,6 +38,8 @@ pub struct ContainerPlan {
     pub oom_watch: Option<(u8, String)>,
     /// Stop after mounts, before pivot_root, so the engine can run createRuntime hooks.
     pub pause_for_hooks: bool,
+    /// Seconds for any one setup step; None: sync::SETUP_DEADLINE_SECS.
+    pub setup_deadline: Option<u64>,
     pub hooks: ContainerHooks,
     /// OCI state JSON given to hooks run by this process; "pid" is filled in here.
     pub hook_state: serde_json::Value,

@@ -221,8 +221,9 @@ impl Sandbox {
         if self.containers.contains_key(&id) {
             return Err(SysError::new(format!("container {id} already exists in this sandbox"), libc::EEXIST));
         }
-        let hook_secs: u64 = plan.hooks.create_container.iter().chain(&plan.hooks.start_container).map(|h| h.timeout.map_or(sync::SETUP_DEADLINE_SECS, u64::from)).sum();
-        let (parent_end, child_end) = sync::pair(sync::SETUP_DEADLINE_SECS + hook_secs)?;
+        // Hooks without a timeout of their own are bounded by the step's deadline.
+        let hook_secs: u64 = plan.hooks.create_container.iter().chain(&plan.hooks.start_container).filter_map(|h| h.timeout.map(u64::from)).sum();
+        let (parent_end, child_end) = sync::pair(plan.setup_deadline.unwrap_or(sync::SETUP_DEADLINE_SECS) + hook_secs)?;
         // Only the user namespace is made here (its maps are written from outside); the
         // rest are made or joined by the child, see init::container_init.
         let forked = clone3(plan.clone_flags & libc::CLONE_NEWUSER as u64, None);

@@ -30,9 +30,9 @@ pub enum FromChild {
     Error { step: String, errno: i32, field: String },
 }
 
-/// How long tsbox-sandbox waits for any one answer from a process it sets up, beyond
-/// the time its hooks may take: a child stuck in setup must not hold the sandbox's loop
-/// (and every other request of the container) for ever.
+/// How long tsbox-sandbox waits by default for any one answer from a process it sets
+/// up, beyond the timeouts of its hooks: a child stuck in setup must not hold the
+/// sandbox's loop (and every other request of the container) for ever.
 pub const SETUP_DEADLINE_SECS: u64 = 60;
 
 /// The channel: (tsbox-sandbox's end, whose reads give up after `deadline_secs`, the
