@@ -1,10 +1,13 @@
 /** What a process sees inside a tsbox container, on the real kernel. */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { native } from '../../src/native/addon';
 import type { Spec } from '../../src/oci/spec';
 import { makeBundle } from './bundle';
 import { Harness } from './harness';
+import { waitUntil } from '../rig/rig';
 
 const h = new Harness();
 afterAll(() => h.cleanup());
@@ -163,6 +166,35 @@ describe('a container from an OCI bundle', () => {
     expect(r.out.split('\n').map((l) => l.trim().split(/\s+/).join(' '))).toEqual(['0 200000 65536', '0 200000 65536', '0', '']);
     // A file the container's root made belongs to the mapped host uid.
     expect(fs.statSync(path.join(b.dir, 'rootfs', 'tmp', 'owned')).uid).toBe(200000);
+  });
+
+  it('propagates mounts both ways through an rshared bind with rshared root propagation', async () => {
+    // A shared host mount, as kubelet's pod volumes with Bidirectional propagation are.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-rshared-'));
+    fs.mkdirSync(path.join(dir, 'from-host'));
+    fs.mkdirSync(path.join(dir, 'from-container'));
+    execFileSync('mount', ['--bind', dir, dir]);
+    execFileSync('mount', ['--make-shared', dir]);
+    try {
+      const b = makeBundle('rshared', ['sh', '-c', 'mount -t tmpfs tsboxprop /vol/from-container && while [ ! -e /vol/from-host/seen ]; do sleep 0.05; done; echo saw-host-mount'], (s) => {
+        s.linux!.rootfsPropagation = 'rshared';
+        s.mounts!.push({ destination: '/vol', type: 'bind', source: dir, options: ['rbind', 'rshared'] });
+        const c = s.process!.capabilities!;
+        for (const set of ['bounding', 'effective', 'permitted'] as const) c[set] = [...(c[set] ?? []), 'CAP_SYS_ADMIN'];
+      });
+      await h.create(b);
+      await h.engine.start(b.id);
+      const inHost = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(' tsboxprop ');
+      await waitUntil(inHost, 'the container\'s mount to reach the host');
+      execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', path.join(dir, 'from-host')]);
+      fs.writeFileSync(path.join(dir, 'from-host', 'seen'), '');
+      expect(await h.engine.wait(b.id)).toBe(0);
+      await h.engine.delete(b.id);
+      expect(h.output(b).out).toBe('saw-host-mount\n');
+    } finally {
+      execFileSync('umount', ['-R', dir]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('joins another container\'s user namespace by path, creating its other namespaces inside it', async () => {

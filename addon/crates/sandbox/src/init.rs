@@ -497,12 +497,16 @@ fn enter_rootfs(plan: &ContainerPlan) -> Result<()> {
 }
 
 fn pivot(rootfs: &str) -> Result<()> {
+    let old_root = open("/", libc::O_DIRECTORY | libc::O_RDONLY)?;
     let c = cstring(rootfs);
     ok(unsafe { libc::chdir(c.as_ptr()) }, || format!("chdir {rootfs}")).map_err(|e| e.with_field("root.path"))?;
     match pivot_root(".", ".") {
         Ok(()) => {
-            // The old root now sits under the new one; detach it without letting the
-            // unmount propagate back to the host.
+            // The old root now sits on top of the new one. Only it is made a slave (so
+            // its unmount cannot propagate to the host) and detached: from its own fd,
+            // because "." may still name the new root, whose mounts must keep the
+            // propagation the spec gave them (rshared volumes).
+            ok(unsafe { libc::fchdir(old_root.as_raw_fd()) }, || "chdir to the old root".into())?;
             mount(None, ".", None, (libc::MS_SLAVE | libc::MS_REC) as u64, None)?;
             let dot = cstring(".");
             ok(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) }, || "unmount the old root".into())?;
