@@ -165,6 +165,8 @@ export interface PlanContext {
   memoryCgroup?: string;
   /** Seconds allowed for any one setup step (see EngineOptions.setupDeadline). */
   setupDeadline?: number;
+  /** The host kernel has /proc/kcore (then /dev/core links to it, as with runc). */
+  hostHasKcore?: boolean;
 }
 
 function isAbs(p: string): boolean {
@@ -555,6 +557,8 @@ export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
         { target: '/proc/self/fd/0', link: '/dev/stdin' },
         { target: '/proc/self/fd/1', link: '/dev/stdout' },
         { target: '/proc/self/fd/2', link: '/dev/stderr' },
+        // runc links /dev/core only where the kernel has /proc/kcore.
+        ...(ctx.hostHasKcore ? [{ target: '/proc/kcore', link: '/dev/core' }] : []),
         ...(hasPts ? [{ target: 'pts/ptmx', link: '/dev/ptmx' }] : []),
       ];
 

@@ -183,6 +183,7 @@ export class Engine {
               cgroupVersion: cgroup.version,
               memoryCgroup: this.cgroups.dirFor(cgroup, 'memory'),
               setupDeadline: this.opts.setupDeadline,
+              hostHasKcore: fs.existsSync('/proc/kcore'),
             });
           } catch (e) {
             throw planFailure(e);

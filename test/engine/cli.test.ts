@@ -98,7 +98,7 @@ describe('tsbox CLI', () => {
     });
     const r = tsboxDetached(['create', '--bundle', b.dir, b.id], b.dir);
     expect(r).toMatchObject({ code: 1, out: '' });
-    expect(r.err).toBe('tsbox: linux.namespaces[5] (cgroup): setns /proc/self/ns/ipc: EINVAL\n');
+    expect(r.err).toBe('tsbox: linux.namespaces[5] (cgroup): setns /proc/self/ns/ipc: EINVAL (invalid argument)\n');
     expect(tsbox(['list', '-q']).out).toBe('');
     expect(fs.existsSync(`/sys/fs/cgroup/memory/tsbox-test/${b.id}`)).toBe(false);
   });

@@ -81,6 +81,25 @@ describe('a container from an OCI bundle', () => {
     expect(r.out).toBe('uid=1000(app) gid=1000(app) groups=10,20\n0027\n640\n');
   });
 
+  it('gives a process without HOME its user\'s home from the container\'s /etc/passwd, else /', async () => {
+    const env = ['PATH=/bin'];
+    const root = makeBundle('home', ['sh', '-c', 'echo $HOME; readlink /dev/core'], (s) => (s.process!.env = env));
+    // /dev/core too, where the kernel has /proc/kcore (runc's rule).
+    expect((await h.run(root)).out).toBe(`/root\n${fs.existsSync('/proc/kcore') ? '/proc/kcore\n' : ''}`);
+    const app = makeBundle('home-app', ['sh', '-c', 'echo $HOME'], (s) => {
+      s.process!.env = env;
+      s.process!.user = { uid: 1000, gid: 1000 };
+    });
+    expect((await h.run(app)).out).toBe('/home/app\n');
+    const unknown = makeBundle('home-none', ['sh', '-c', 'echo $HOME'], (s) => {
+      s.process!.env = [...env, 'X=1'];
+      s.process!.user = { uid: 4242, gid: 4242 };
+    });
+    expect((await h.run(unknown)).out).toBe('/\n');
+    const given = makeBundle('home-given', ['sh', '-c', 'echo $HOME'], (s) => (s.process!.env = [...env, 'HOME=/srv']));
+    expect((await h.run(given)).out).toBe('/srv\n');
+  });
+
   it('sets rlimits', async () => {
     const b = makeBundle('rlimit', ['sh', '-c', 'ulimit -n; ulimit -s; ulimit -Hn'], (s) => {
       s.process!.rlimits = [

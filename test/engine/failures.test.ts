@@ -44,7 +44,7 @@ describe('a create that fails', () => {
     const b = makeBundle('badmount', ['true'], (s) => {
       s.mounts!.push({ destination: '/data', type: 'bind', source: '/nonexistent/source', options: ['rbind'] });
     });
-    const err = await expectCleanFailure(b, /^mounts\[6\] \(\/data\): bind source \/nonexistent\/source: ENOENT$/);
+    const err = await expectCleanFailure(b, /^mounts\[6\] \(\/data\): bind source \/nonexistent\/source: ENOENT \(no such file or directory\)$/);
     expect(err.detail).toMatchObject({ errno: 'ENOENT', field: 'mounts[6] (/data)' });
   });
 
@@ -68,8 +68,13 @@ describe('a create that fails', () => {
       s.process!.user = { uid: 1000, gid: 1000 };
       s.process!.cwd = '/root'; // 0700 root: the user cannot enter it; runc fails create too
     });
-    const err = await expectCleanFailure(b, /^process\.cwd: chdir \/root: EACCES$/);
+    const err = await expectCleanFailure(b, /^process\.cwd: chdir \/root: EACCES \(permission denied\)$/);
     expect(err.detail).toMatchObject({ step: 'chdir /root', errno: 'EACCES', field: 'process.cwd' });
+  });
+
+  it('fails the create, not the start, for a program that does not exist (as runc)', async () => {
+    const b = makeBundle('noprog', ['/nonexistent']);
+    await expectCleanFailure(b, /^process\.args\[0\]: exec \/nonexistent: ENOENT \(no such file or directory\)$/);
   });
 
   it('fails a prestart hook, runs nothing and leaves nothing', async () => {

@@ -202,6 +202,7 @@ fn run_init(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>, mut state
     let early_seccomp = filter.is_some() && !plan.process.no_new_privileges;
     setup_stdio(&plan.process, stdio)?;
     setup_process(&plan.process, if early_seccomp { filter.as_ref() } else { None })?;
+    let program = Program::prepare(&plan.process)?;
 
     sync::send(sync_fd, &FromChild::Ready)?;
     match wait_for(sync_fd, "start")? {
@@ -213,7 +214,7 @@ fn run_init(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>, mut state
     if let (Some(f), false) = (&filter, early_seccomp) {
         seccomp::load(f)?;
     }
-    exec(&plan.process)
+    program.exec()
 }
 
 /// Entry point of an exec's first process. It is outside the container's pid namespace,
@@ -265,10 +266,11 @@ fn exec_process(process: &ProcessPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) -> !
         let early = filter.is_some() && !process.no_new_privileges;
         setup_stdio(process, stdio)?;
         setup_process(process, if early { filter.as_ref() } else { None })?;
+        let program = Program::prepare(process)?;
         if let (Some(f), false) = (&filter, early) {
             seccomp::load(f)?;
         }
-        exec(process)
+        program.exec()
     };
     if let Err(e) = run() {
         let _ = sync::send(sync_fd, &FromChild::Error { step: e.step.clone(), errno: e.errno, field: e.field.clone() });
@@ -770,6 +772,8 @@ fn resolve_program(p: &ProcessPlan) -> Result<String> {
         return Err(SysError::new("no program to run", libc::EINVAL).with_field("process.args"));
     };
     if arg0.contains('/') {
+        let c = cstring(arg0);
+        ok(unsafe { libc::access(c.as_ptr(), libc::X_OK) }, || format!("exec {arg0}")).map_err(|e| e.with_field("process.args[0]"))?;
         return Ok(arg0.clone());
     }
     let path = p.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
@@ -783,15 +787,47 @@ fn resolve_program(p: &ProcessPlan) -> Result<String> {
     Err(SysError::new(format!("exec {arg0}: not found in PATH"), libc::ENOENT).with_field("process.args[0]"))
 }
 
-fn exec(p: &ProcessPlan) -> Result<()> {
-    let program = resolve_program(p)?;
-    let prog = cstring(&program);
-    let args: Vec<_> = p.args.iter().map(|a| cstring(a)).collect();
-    let env: Vec<_> = p.env.iter().map(|e| cstring(e)).collect();
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    Err(SysError::last(format!("exec {program}")).with_field("process.args[0]"))
+/// The home directory of `uid` in the container's /etc/passwd, "/" when it has none.
+fn home_of(uid: u32) -> String {
+    let passwd = Root::open("/").and_then(|r| r.resolve("/etc/passwd", libc::O_RDONLY, 0)).map(std::fs::File::from);
+    let text = passwd.ok().and_then(|mut f| {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).ok().map(|_| s)
+    });
+    text.unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// The execve of the process, checked (the program exists and may be run) while the
+/// container is still being created, so a bad program fails the create, as with runc.
+struct Program {
+    path: std::ffi::CString,
+    args: Vec<std::ffi::CString>,
+    env: Vec<std::ffi::CString>,
+}
+
+impl Program {
+    fn prepare(p: &ProcessPlan) -> Result<Program> {
+        let path = resolve_program(p)?;
+        let mut env = p.env.clone();
+        // Like runc: a process without HOME gets its user's home directory.
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", home_of(p.uid)));
+        }
+        Ok(Program { path: cstring(&path), args: p.args.iter().map(|a| cstring(a)).collect(), env: env.iter().map(|e| cstring(e)).collect() })
+    }
+
+    fn exec(self) -> Result<()> {
+        let mut argv: Vec<*const libc::c_char> = self.args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = self.env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        Err(SysError::last(format!("exec {}", self.path.to_string_lossy())).with_field("process.args[0]"))
+    }
 }

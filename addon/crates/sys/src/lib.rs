@@ -54,7 +54,7 @@ impl fmt::Display for SysError {
         if self.errno == 0 {
             write!(f, "{}", self.step)
         } else {
-            write!(f, "{}: {}", self.step, self.errno_name())
+            write!(f, "{}: {} ({})", self.step, self.errno_name(), errno_text(self.errno))
         }
     }
 }
@@ -71,6 +71,17 @@ pub fn check<T: Copy + PartialOrd + Default>(ret: T, step: impl FnOnce() -> Stri
         Err(SysError::last(step()))
     } else {
         Ok(ret)
+    }
+}
+
+/// What the errno means, as strerror says it but in lower case ("no such file or directory").
+pub fn errno_text(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    let text = text.split(" (os error").next().unwrap_or("").to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => text,
     }
 }
 
@@ -133,7 +144,7 @@ mod tests {
     #[test]
     fn display_names_field_step_and_errno() {
         let e = SysError::new("bind source /x", 2).with_field("mounts[3] (/data)");
-        assert_eq!(e.to_string(), "mounts[3] (/data): bind source /x: ENOENT");
+        assert_eq!(e.to_string(), "mounts[3] (/data): bind source /x: ENOENT (no such file or directory)");
     }
 
     #[test]
