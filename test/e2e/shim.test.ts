@@ -28,7 +28,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
   });
 
   it('sees what runc-v2 shows inside: env, cwd, read-only rootfs, capabilities, mounts', async () => {
-    const probe = ['sh', '-c', 'echo $FOO; pwd; id; grep -E "^Cap(Eff|Bnd)" /proc/self/status; touch /x 2>&1; cut -d" " -f2,3 /proc/mounts | sort; ls /dev'];
+    const probe = ['sh', '-c', 'echo $FOO; pwd; id; grep -E "^Cap(Eff|Bnd)" /proc/self/status; touch /x 2>&1; cut -d" " -f2,3 /proc/mounts | sort; ls /dev; echo home=$HOME oom=$(cat /proc/self/oom_score_adj)'];
     const args = ['--env', 'FOO=bar', '--cwd', '/tmp', '--read-only', '--cap-add', 'CAP_SYS_ADMIN', '--cap-drop', 'CAP_CHOWN'];
     const mine = await run(TSBOX, args, probe);
     const theirs = await run(RUNC, args, probe);
@@ -36,6 +36,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     expect(mine.stdout).toBe(theirs.stdout);
     expect(mine.stdout).toMatch(/^bar\n\/tmp\n/);
     expect(mine.stdout).toMatch(/Read-only file system/);
+    expect(mine.stdout).toMatch(/\nhome=\/root oom=\d+\n$/);
   });
 
   it('bind mounts with --mount and shares the host network with --net-host', async () => {

@@ -232,6 +232,14 @@ fn node() -> String {
 
 /// Spawns the daemon detached (own session, stdio on /dev/null) and waits for its
 /// "ready" line on fd 3.
+/// containerd's oom_score_adj plus one (at most 1000), as the text to write.
+fn oom_score_above_containerd() -> Result<String, String> {
+    let path = format!("/proc/{}/oom_score_adj", unsafe { libc::getppid() });
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
+    let score: i32 = text.trim().parse().map_err(|_| format!("{path}: not a number: {}", text.trim()))?;
+    Ok((score + 1).min(1000).to_string())
+}
+
 fn spawn_daemon(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str>) -> Result<(), String> {
     let mut fds = [0; 2];
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -253,6 +261,9 @@ fn spawn_daemon(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str
     if let Some(c) = config {
         cmd.env("TSBOX_CONFIG", c);
     }
+    // Like runc-v2's shim: one point above containerd's OOM score, so the kernel picks the
+    // daemon (and the containers, which inherit it) before containerd.
+    let score = oom_score_above_containerd()?;
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -260,6 +271,11 @@ fn spawn_daemon(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str
             if libc::dup2(wr, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 || libc::write(fd, score.as_ptr() as *const libc::c_void, score.len()) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
             Ok(())
         });
     }
