@@ -163,6 +163,7 @@ export class Engine {
     }
     const dir = this.store.claim(id);
     const undo = new Rollback();
+    const afterRollback: { poststop?: () => Promise<void> } = {};
     undo.add(() => this.store.remove(id));
     try {
       return await this.store.locked(id, async () => {
@@ -220,8 +221,15 @@ export class Engine {
         rec.pidStartTime = procStartTime(res.pid);
         if (res.stage === 'hooks') {
           const state = this.state(rec);
-          await runHooks('prestart', spec.hooks?.prestart, state);
-          await runHooks('createRuntime', spec.hooks?.createRuntime, state);
+          try {
+            await runHooks('prestart', spec.hooks?.prestart, state);
+            await runHooks('createRuntime', spec.hooks?.createRuntime, state);
+          } catch (e) {
+            // The runtime spec continues the lifecycle at delete: poststop hooks run once
+            // the container is gone.
+            afterRollback.poststop = () => this.runPoststop(rec, spec);
+            throw e;
+          }
           // A container joining a pid namespace gets its init only now (hooks saw the
           // process that set it up): record the init.
           const resumed = await conn.request<{ pid: number }>({ op: 'resume', container: id });
@@ -237,8 +245,15 @@ export class Engine {
       });
     } catch (e) {
       await undo.run();
+      await afterRollback.poststop?.();
       throw e;
     }
+  }
+
+  /** poststop hooks, given the state of a stopped container (which has no pid). */
+  private async runPoststop(rec: ContainerRecord, spec: Spec | null): Promise<void> {
+    const state: State = { ...this.state(rec), status: 'stopped', pid: undefined };
+    await runHooks('poststop', spec?.hooks?.poststop, state).catch((e: Error) => this.log.warn({ id: rec.id, err: e.message }, 'poststop hook failed'));
   }
 
   /** Reads a container's record and brings its status up to date with reality. */
@@ -528,10 +543,7 @@ export class Engine {
           return null;
         }
       })();
-      const state = { ...this.state(rec), status: 'stopped' as const };
-      await runHooks('poststop', spec?.hooks?.poststop, state).catch((e: Error) =>
-        this.log.warn({ id: rec.id, err: e.message }, 'poststop hook failed'),
-      );
+      await this.runPoststop(rec, spec);
     }
   }
 }

@@ -77,12 +77,19 @@ describe('a create that fails', () => {
     await expectCleanFailure(b, /^process\.args\[0\]: exec \/nonexistent: ENOENT \(no such file or directory\)$/);
   });
 
-  it('fails a prestart hook, runs nothing and leaves nothing', async () => {
+  it('fails a prestart hook, runs nothing, leaves nothing, and still runs poststop hooks', async () => {
     const b = makeBundle('badhook', ['sh', '-c', 'echo should-not-run > /tmp/ran'], (s) => {
       s.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', 'echo nope >&2; exit 3'] }] };
     });
+    const seen = path.join(b.dir, 'poststop.json');
+    b.spec.hooks!.poststop = [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${seen}`] }];
+    b.save();
     await expectCleanFailure(b, /^hooks\.prestart\[0\]: prestart hook \/bin\/sh exited with status 3: nope$/);
     expect(fs.existsSync(path.join(b.dir, 'rootfs', 'tmp', 'ran'))).toBe(false);
+    // The lifecycle went on at delete: poststop saw a stopped container, without a pid.
+    const state = JSON.parse(fs.readFileSync(seen, 'utf8')) as Record<string, unknown>;
+    expect(state).toMatchObject({ id: b.id, status: 'stopped' });
+    expect(state.pid).toBeUndefined();
   });
 
   it('gives up on a container whose setup hangs, within the setup deadline, and leaves nothing', async () => {
