@@ -74,6 +74,20 @@ export const MOUNT_FLAG_OPTIONS: Record<string, { flag: number; clear?: boolean 
   rbind: { flag: MS.BIND | MS.REC },
 };
 
+/** Options applied to a mount and every mount below it (mount_setattr AT_RECURSIVE). */
+export const RECURSIVE_MOUNT_OPTIONS: Record<string, { flag: number; clear?: boolean }> = {
+  rro: { flag: MS.RDONLY },
+  rrw: { flag: MS.RDONLY, clear: true },
+  rnosuid: { flag: MS.NOSUID },
+  rsuid: { flag: MS.NOSUID, clear: true },
+  rnodev: { flag: MS.NODEV },
+  rdev: { flag: MS.NODEV, clear: true },
+  rnoexec: { flag: MS.NOEXEC },
+  rexec: { flag: MS.NOEXEC, clear: true },
+  rnodiratime: { flag: MS.NODIRATIME },
+  rdiratime: { flag: MS.NODIRATIME, clear: true },
+};
+
 export const PROPAGATION_OPTIONS: Record<string, number> = {
   private: MS.PRIVATE,
   rprivate: MS.PRIVATE | MS.REC,

@@ -9,7 +9,7 @@
  */
 import * as path from 'node:path';
 import type { Hook, IdMapping, Mount, Process, Seccomp, Spec, State } from './spec';
-import { CAPABILITIES, CLONE, MS, MOUNT_FLAG_OPTIONS, NAMESPACE_FLAGS, PROPAGATION_OPTIONS, RLIMITS, S_IF } from './linux';
+import { CAPABILITIES, CLONE, MS, MOUNT_FLAG_OPTIONS, NAMESPACE_FLAGS, PROPAGATION_OPTIONS, RECURSIVE_MOUNT_OPTIONS, RLIMITS, S_IF } from './linux';
 
 export class PlanError extends Error {
   constructor(
@@ -315,15 +315,35 @@ export function planProcess(p: Process | undefined, seccomp: Seccomp | undefined
 }
 
 /** Splits mount options into flags, propagation and filesystem data, as runc does. */
-export function parseMountOptions(options: string[]): { flags: number; propagation: number; data: string[]; dataIndex: number[] } {
+export function parseMountOptions(options: string[]): {
+  flags: number;
+  propagation: number;
+  recursiveSet: number;
+  recursiveClear: number;
+  data: string[];
+  dataIndex: number[];
+} {
   let flags = 0;
   let propagation = 0;
+  let recursiveSet = 0;
+  let recursiveClear = 0;
   const data: string[] = [];
   const dataIndex: number[] = [];
   options.forEach((opt, i) => {
     const f = MOUNT_FLAG_OPTIONS[opt];
     if (f) {
       flags = f.clear ? flags & ~f.flag : flags | f.flag;
+      return;
+    }
+    const r = RECURSIVE_MOUNT_OPTIONS[opt];
+    if (r) {
+      if (r.clear) {
+        recursiveClear |= r.flag;
+        recursiveSet &= ~r.flag;
+      } else {
+        recursiveSet |= r.flag;
+        recursiveClear &= ~r.flag;
+      }
       return;
     }
     const p = PROPAGATION_OPTIONS[opt];
@@ -335,7 +355,7 @@ export function parseMountOptions(options: string[]): { flags: number; propagati
     data.push(opt);
     dataIndex.push(i);
   });
-  return { flags, propagation, data, dataIndex };
+  return { flags, propagation, recursiveSet, recursiveClear, data, dataIndex };
 }
 
 /** SELinux relabel requests: meaningless without SELinux, accepted and ignored like runc. */
@@ -376,7 +396,8 @@ function planMount(m: Mount, i: number, bundle: string, ctx: PlanContext): Mount
     throw new PlanError(`${field}.destination`, `must be an absolute path, got "${m.destination}"`);
   }
   const destination = cleanPath(m.destination);
-  const { flags, propagation, data, dataIndex } = parseMountOptions(m.options ?? []);
+  const { flags, propagation, recursiveSet, recursiveClear, data, dataIndex } = parseMountOptions(m.options ?? []);
+  const recursive = { recursiveSet, recursiveClear };
   const type = m.type ?? '';
   const bind = type === 'bind' || (flags & MS.BIND) !== 0;
   checkProcMount(destination, type, bind, `${field}.destination`);
@@ -396,6 +417,7 @@ function planMount(m: Mount, i: number, bundle: string, ctx: PlanContext): Mount
         propagation,
         bind: true,
         remount: (flags & BIND_REMOUNT_FLAGS) !== 0,
+        ...recursive,
         field: label,
       },
     ];
@@ -403,9 +425,11 @@ function planMount(m: Mount, i: number, bundle: string, ctx: PlanContext): Mount
   if (type === 'cgroup' || type === 'cgroup2') return planCgroupMount(destination, flags, propagation, label, ctx);
   if (!type) throw new PlanError(`${field}.type`, 'is required for a non-bind mount');
   return [
-    { source: m.source ?? type, destination, fstype: type, flags, data: data.join(','), propagation, bind: false, remount: false, field: label },
+    { source: m.source ?? type, destination, fstype: type, flags, data: data.join(','), propagation, bind: false, remount: false, ...recursive, field: label },
   ];
 }
+
+const NOT_RECURSIVE = { recursiveSet: 0, recursiveClear: 0 };
 
 /**
  * A `cgroup` mount shows the container its own cgroups. v1: a tmpfs with each hierarchy's
@@ -416,7 +440,7 @@ function planCgroupMount(destination: string, flags: number, propagation: number
   if (ctx.cgroupVersion === 2) {
     const view = ctx.cgroupViews[0];
     if (!view) return [];
-    return [{ source: view.hostDir, destination, fstype: '', flags: bindFlags | MS.REC, data: '', propagation, bind: true, remount: true, field }];
+    return [{ source: view.hostDir, destination, fstype: '', flags: bindFlags | MS.REC, data: '', propagation, bind: true, remount: true, ...NOT_RECURSIVE, field }];
   }
   const out: MountPlan[] = [
     {
@@ -428,6 +452,7 @@ function planCgroupMount(destination: string, flags: number, propagation: number
       propagation,
       bind: false,
       remount: false,
+      ...NOT_RECURSIVE,
       field,
     },
   ];
@@ -441,6 +466,7 @@ function planCgroupMount(destination: string, flags: number, propagation: number
       propagation: 0,
       bind: true,
       remount: (bindFlags & BIND_REMOUNT_FLAGS) !== 0,
+      ...NOT_RECURSIVE,
       field,
     });
   }

@@ -187,6 +187,23 @@ describe('a container from an OCI bundle', () => {
     expect(fs.statSync(path.join(b.dir, 'rootfs', 'tmp', 'owned')).uid).toBe(200000);
   });
 
+  it('makes a bind read-only with its submounts for "rro", only the top mount for "ro"', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-rro-'));
+    fs.mkdirSync(path.join(dir, 'sub'));
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', path.join(dir, 'sub')]);
+    try {
+      const probe = ['sh', '-c', 'for d in /r /r/sub /o /o/sub; do touch $d/f 2>/dev/null && echo "$d rw" || echo "$d ro"; done'];
+      const b = makeBundle('rro', probe, (s) => {
+        s.mounts!.push({ destination: '/r', type: 'bind', source: dir, options: ['rbind', 'rro'] });
+        s.mounts!.push({ destination: '/o', type: 'bind', source: dir, options: ['rbind', 'ro'] });
+      });
+      expect((await h.run(b)).out).toBe('/r ro\n/r/sub ro\n/o ro\n/o/sub rw\n');
+    } finally {
+      execFileSync('umount', [path.join(dir, 'sub')]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('propagates mounts both ways through an rshared bind with rshared root propagation', async () => {
     // A shared host mount, as kubelet's pod volumes with Bidirectional propagation are.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-rshared-'));

@@ -51,10 +51,13 @@ describe('planContainer', () => {
     expect(parseMountOptions(['nosuid', 'noexec', 'nodev', 'ro', 'rprivate', 'mode=755', 'size=64k'])).toEqual({
       flags: MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY,
       propagation: MS.PRIVATE | MS.REC,
+      recursiveSet: 0,
+      recursiveClear: 0,
       data: ['mode=755', 'size=64k'],
       dataIndex: [5, 6],
     });
     expect(parseMountOptions(['ro', 'rw']).flags).toBe(0);
+    expect(parseMountOptions(['rro', 'rnosuid', 'rsuid', 'rexec'])).toMatchObject({ flags: 0, recursiveSet: MS.RDONLY, recursiveClear: MS.NOSUID | MS.NOEXEC });
     const typo = spec((s) => s.mounts!.push({ destination: '/d', type: 'bind', source: '/x', options: ['rbind', 'rsharedd'] }));
     expect(() => planContainer(typo, ctx)).toThrow('mounts[6].options[1]: unknown option "rsharedd" for a bind mount');
   });
@@ -70,6 +73,8 @@ describe('planContainer', () => {
       propagation: 0,
       bind: true,
       remount: true,
+      recursiveSet: 0,
+      recursiveClear: 0,
       field: 'mounts[6] (/data/)',
     });
   });

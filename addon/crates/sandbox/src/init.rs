@@ -338,6 +338,7 @@ impl Deferred {
             let dir = inroot::is_dir(&inroot::fstat(tree.as_raw_fd())?);
             let target = if dir { root.mkdir_all(&m.destination, 0o755)? } else { root.create_file(&m.destination)? };
             mnt::attach(&tree, &target)?;
+            apply_recursive(&tree, &m)?;
             if m.propagation != 0 {
                 mnt::set_propagation(&tree, m.propagation)?;
             }
@@ -428,10 +429,20 @@ fn mount_one(root: &Root, m: &MountPlan) -> Result<()> {
         // What is at the destination now is the new filesystem's root.
         root.resolve(&m.destination, libc::O_PATH | libc::O_DIRECTORY, 0)?
     };
+    apply_recursive(&attached, m)?;
     if m.propagation != 0 {
         mnt::set_propagation(&attached, m.propagation)?;
     }
     Ok(())
+}
+
+/// "rro", "rnosuid", …: the attributes on the mount and everything mounted below it.
+fn apply_recursive(mount: &OwnedFd, m: &MountPlan) -> Result<()> {
+    if m.recursive_set | m.recursive_clear == 0 {
+        return Ok(());
+    }
+    let (set, clear) = (mnt::attrs_of(m.recursive_set).0, mnt::attrs_of(m.recursive_clear).0);
+    mnt::set_attr(mount, true, set, clear, 0).map_err(|e| SysError::new(format!("recursive mount options: {}", e.step), e.errno))
 }
 
 /// The plan allows only a few files under /proc; a destination that reaches /proc

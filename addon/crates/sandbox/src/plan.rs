@@ -77,6 +77,9 @@ pub struct MountPlan {
     pub bind: bool,
     /// A bind mount whose flags (ro, nosuid, …) need a remount to take effect.
     pub remount: bool,
+    /// MS_* flags set and cleared on the mount and every mount below it ("rro", …).
+    pub recursive_set: u64,
+    pub recursive_clear: u64,
     pub field: String,
 }
 
