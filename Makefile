@@ -36,6 +36,8 @@ ts: proto
 	$(NODE_BIN)/tsc -p tsconfig.json
 	$(NODE_BIN)/tsc -p tsconfig.build.json
 	install -D -m 0644 src/gen/proto.js dist/gen/proto.js
+	@# The features document the shim's native front answers -info with (no Node start).
+	node -e 'process.stdout.write(JSON.stringify(require("./dist/oci/features").features(require("./package.json").version)))' > dist/features.json
 
 images:
 	scripts/images/build

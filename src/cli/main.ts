@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Engine } from '../sandbox/engine';
 import { EngineError } from '../sandbox/errors';
 import { native } from '../native/addon';
+import { features } from '../oci/features';
 import { parseSignal } from '../oci/linux';
 import type { Process, Spec } from '../oci/spec';
 import { boolFlag, flag, FlagSpec, parseArgs, Parsed, UsageError } from './args';
@@ -64,6 +65,7 @@ commands:
   list [--format table|json] [--quiet]
   ps [--format table|json] ID
   exec [--tty] [--detach] [--process FILE | [--env K=V] [--cwd DIR] [--user UID[:GID]] ID -- ARGS...]
+  features
 `;
 
 class Cli {
@@ -235,6 +237,10 @@ class Cli {
       }
       case 'exec':
         return this.exec(parseArgs(argv, EXEC_FLAGS, true));
+      case 'features':
+        parseArgs(argv, [], false);
+        process.stdout.write(`${JSON.stringify(features(VERSION), null, 2)}\n`);
+        return 0;
       default:
         throw new UsageError(`unknown command "${cmd}"`);
     }

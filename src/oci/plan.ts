@@ -207,7 +207,7 @@ export function capNames(mask: number): string[] {
   return CAPABILITIES.filter((_, bit) => Math.floor(mask / 2 ** bit) % 2 === 1);
 }
 
-const SECCOMP_ACTIONS: Record<string, SeccompActionPlan['kind']> = {
+export const SECCOMP_ACTIONS: Record<string, SeccompActionPlan['kind']> = {
   SCMP_ACT_KILL: 'kill_thread',
   SCMP_ACT_KILL_THREAD: 'kill_thread',
   SCMP_ACT_KILL_PROCESS: 'kill_process',
@@ -218,7 +218,7 @@ const SECCOMP_ACTIONS: Record<string, SeccompActionPlan['kind']> = {
   SCMP_ACT_LOG: 'log',
 };
 
-const SECCOMP_OPS: Record<string, string> = {
+export const SECCOMP_OPS: Record<string, string> = {
   SCMP_CMP_NE: 'ne',
   SCMP_CMP_LT: 'lt',
   SCMP_CMP_LE: 'le',
@@ -228,7 +228,7 @@ const SECCOMP_OPS: Record<string, string> = {
   SCMP_CMP_MASKED_EQ: 'masked_eq',
 };
 
-const SECCOMP_FLAGS = new Set(['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
+export const SECCOMP_FLAGS = new Set(['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
 
 function seccompAction(name: string, errnoRet: number | undefined, field: string): SeccompActionPlan {
   const kind = SECCOMP_ACTIONS[name];
@@ -359,7 +359,7 @@ export function parseMountOptions(options: string[]): {
 }
 
 /** SELinux relabel requests: meaningless without SELinux, accepted and ignored like runc. */
-const IGNORED_BIND_OPTIONS = new Set(['z', 'Z']);
+export const IGNORED_BIND_OPTIONS = new Set(['z', 'Z']);
 
 const BIND_REMOUNT_FLAGS = ~(MS.BIND | MS.REC | MS.REMOUNT);
 

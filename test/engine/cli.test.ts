@@ -3,6 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as protobuf from 'protobufjs';
 import { makeBundle, Bundle, PROJECT_ROOT } from './bundle';
 
 const TSBOX = path.join(PROJECT_ROOT, 'bin', 'tsbox');
@@ -119,5 +120,45 @@ describe('tsbox CLI', () => {
     const entry = JSON.parse(fs.readFileSync(log, 'utf8').trim());
     fs.rmSync(log);
     expect(entry).toMatchObject({ level: 'error', msg: 'container ghost does not exist' });
+  });
+});
+
+describe('the OCI features document', () => {
+  // containerd.types.RuntimeInfo as containerd 2 decodes the shim's -info answer.
+  const introspection = protobuf.parse(`
+    syntax = "proto3";
+    package containerd.types;
+    message Any { string type_url = 1; bytes value = 2; }
+    message RuntimeVersion { string version = 1; string revision = 2; }
+    message RuntimeInfo {
+      string name = 1;
+      RuntimeVersion version = 2;
+      Any options = 3;
+      Any features = 4;
+      map<string, string> annotations = 5;
+    }`).root;
+
+  it('is what `tsbox features` prints and what the shim answers -info with', () => {
+    const printed = tsbox(['features']);
+    expect(printed.code).toBe(0);
+    const doc = JSON.parse(printed.out) as { mountOptions: string[]; linux: { namespaces: string[]; mountExtensions: { idmap: { enabled: boolean } } } };
+    expect(doc.mountOptions).toEqual(expect.arrayContaining(['rro', 'rbind', 'rshared', 'nosymfollow']));
+    expect(doc.linux.namespaces).toEqual(['cgroup', 'ipc', 'mount', 'network', 'pid', 'user', 'uts']);
+    expect(doc.linux.mountExtensions.idmap.enabled).toBe(false);
+
+    const options = Buffer.from('\n\x19runtimeoptions.v1.Options\x12\x00', 'binary');
+    const r = spawnSync(path.join(PROJECT_ROOT, 'bin', 'containerd-shim-tsbox-v2'), ['-info'], { input: options });
+    expect(r.status).toBe(0);
+    const info = introspection.lookupType('containerd.types.RuntimeInfo').decode(r.stdout).toJSON() as {
+      name: string;
+      version: { version: string };
+      options: { typeUrl: string };
+      features: { typeUrl: string; value: string };
+    };
+    expect(info.name).toBe('io.containerd.tsbox.v2');
+    expect(info.version.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(info.options.typeUrl).toBe('runtimeoptions.v1.Options');
+    expect(info.features.typeUrl).toBe('types.containerd.io/opencontainers/runtime-spec/1/features/Features');
+    expect(JSON.parse(Buffer.from(info.features.value, 'base64').toString())).toEqual(doc);
   });
 });

@@ -29,6 +29,7 @@ struct Flags {
     bundle: String,
     debug: bool,
     version: bool,
+    info: bool,
     action: String,
 }
 
@@ -62,7 +63,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
             }
             "debug" => f.debug = inline.as_deref() != Some("false"),
             "v" | "version" => f.version = true,
-            "info" => {}
+            "info" => f.info = true,
             other => return Err(format!("flag provided but not defined: -{other}")),
         }
         i += 1;
@@ -219,19 +220,45 @@ fn reserve(socket: &Path, id: &str) -> bool {
     !fields(&body).iter().any(|(n, _)| *n == 1)
 }
 
-/// dist/shim/main.js of the checkout or install this binary belongs to.
-fn daemon_entry() -> PathBuf {
+/// `dist/` of the checkout or install this binary belongs to.
+fn dist() -> PathBuf {
     let exe = std::fs::canonicalize("/proc/self/exe").unwrap_or_default();
-    // <top>/build/bin/containerd-shim-tsbox-v2 → <top>/dist/shim/main.js
-    exe.parent().and_then(Path::parent).and_then(Path::parent).map(|top| top.join("dist/shim/main.js")).unwrap_or_default()
+    // <top>/build/bin/containerd-shim-tsbox-v2 → <top>/dist
+    exe.parent().and_then(Path::parent).and_then(Path::parent).map(|top| top.join("dist")).unwrap_or_default()
+}
+
+/// dist/shim/main.js: the daemon.
+fn daemon_entry() -> PathBuf {
+    dist().join("shim/main.js")
+}
+
+const FEATURES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+
+/// `-info` (containerd 2): a containerd.types.RuntimeInfo — name, version, the options
+/// given on stdin, and the OCI features document (built by `make build` from the same
+/// tables the spec → plan layer uses) as a JSON-valued Any, as runc-v2 answers.
+fn runtime_info(options: &[u8]) -> Result<Vec<u8>, String> {
+    let path = dist().join("features.json");
+    let features = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let mut version = Vec::new();
+    put_bytes(&mut version, 1, tsbox_sys::VERSION.as_bytes());
+    let mut any = Vec::new();
+    put_bytes(&mut any, 1, FEATURES_TYPE_URL.as_bytes());
+    put_bytes(&mut any, 2, &features);
+    let mut out = Vec::new();
+    put_bytes(&mut out, 1, b"io.containerd.tsbox.v2");
+    put_bytes(&mut out, 2, &version);
+    if !options.is_empty() {
+        put_bytes(&mut out, 3, options);
+    }
+    put_bytes(&mut out, 4, &any);
+    Ok(out)
 }
 
 fn node() -> String {
     std::env::var("TSBOX_NODE").unwrap_or_else(|_| "node".into())
 }
 
-/// Spawns the daemon detached (own session, stdio on /dev/null) and waits for its
-/// "ready" line on fd 3.
 /// containerd's oom_score_adj plus one (at most 1000), as the text to write.
 fn oom_score_above_containerd() -> Result<String, String> {
     let path = format!("/proc/{}/oom_score_adj", unsafe { libc::getppid() });
@@ -240,6 +267,8 @@ fn oom_score_above_containerd() -> Result<String, String> {
     Ok((score + 1).min(1000).to_string())
 }
 
+/// Spawns the daemon detached (own session, stdio on /dev/null) and waits for its
+/// "ready" line on fd 3.
 fn spawn_daemon(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str>) -> Result<(), String> {
     let mut fds = [0; 2];
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -371,6 +400,20 @@ fn main() -> ExitCode {
     if flags.version {
         println!("containerd-shim-tsbox-v2:\n  Version: {}", tsbox_sys::VERSION);
         return ExitCode::SUCCESS;
+    }
+    if flags.info {
+        let mut options = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut options);
+        return match runtime_info(&options) {
+            Ok(info) => {
+                let _ = std::io::stdout().write_all(&info);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("containerd-shim-tsbox-v2 -info: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     if flags.namespace.is_empty() {
         eprintln!("shim namespace cannot be empty");
