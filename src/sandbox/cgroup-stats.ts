@@ -19,10 +19,21 @@ export function parseKeyValues(text: string): Map<string, number> {
   return out;
 }
 
-/** A single number, "max" (no limit) as 0, as the metrics types report it. */
+/** A single number, "max" (no limit) as 0, as the v1 metrics types report it. */
 export function parseNumber(text: string): number {
   const t = text.trim();
   return /^\d+$/.test(t) ? Number(t) : 0;
+}
+
+/**
+ * A v2 limit: "max" is reported as the largest uint64, as runc-v2's shim does. A JS
+ * number cannot hold 2^64-1; protobufjs encodes a uint64 given as a decimal string
+ * exactly, so that is what stands in the (number-typed) field.
+ */
+export const UNLIMITED = '18446744073709551615' as unknown as number;
+
+export function parseLimit(text: string): number {
+  return text.trim() === 'max' ? UNLIMITED : parseNumber(text);
 }
 
 /** v1 memory.stat key → MemoryStat field, where snake→camel does not give the name. */
@@ -114,7 +125,7 @@ export function readStats(rec: CgroupRecord, dirFor: (controller: string) => str
     return {
       version: 2,
       metrics: {
-        pids: { current: parseNumber(read(dir, 'pids.current')), limit: parseNumber(read(dir, 'pids.max')) },
+        pids: { current: parseNumber(read(dir, 'pids.current')), limit: parseLimit(read(dir, 'pids.max')) },
         cpu: {
           usageUsec: cpu.get('usage_usec') ?? 0,
           userUsec: cpu.get('user_usec') ?? 0,
@@ -126,9 +137,9 @@ export function readStats(rec: CgroupRecord, dirFor: (controller: string) => str
         memory: {
           ...v2MemoryStat(read(dir, 'memory.stat')),
           usage: parseNumber(read(dir, 'memory.current')),
-          usageLimit: parseNumber(read(dir, 'memory.max')),
+          usageLimit: parseLimit(read(dir, 'memory.max')),
           swapUsage: parseNumber(read(dir, 'memory.swap.current')),
-          swapLimit: parseNumber(read(dir, 'memory.swap.max')),
+          swapLimit: parseLimit(read(dir, 'memory.swap.max')),
         },
         io: { usage: v2IoEntries(read(dir, 'io.stat')) },
         memoryEvents: { low: events.get('low') ?? 0, high: events.get('high') ?? 0, max: events.get('max') ?? 0, oom: events.get('oom') ?? 0, oomKill: events.get('oom_kill') ?? 0 },

@@ -1,5 +1,6 @@
 /** Cgroup file formats → metrics, against text as real hosts print it. */
-import { parseKeyValues, parseNumber, v1MemoryStat, v1BlkioEntries, v2MemoryStat, v2IoEntries } from '../../src/sandbox/cgroup-stats';
+import { io } from '../../src/gen/proto';
+import { parseKeyValues, parseLimit, parseNumber, v1MemoryStat, v1BlkioEntries, v2MemoryStat, v2IoEntries } from '../../src/sandbox/cgroup-stats';
 
 // cgroup v2 (Debian 12, kernel 6.1) memory.stat, io.stat, cpu.stat, memory.events excerpts.
 const V2_MEMORY_STAT = `anon 1052672
@@ -94,5 +95,9 @@ describe('cgroup stats parsers', () => {
   it('reads "max" as no limit', () => {
     expect(parseNumber('max\n')).toBe(0);
     expect(parseNumber('20\n')).toBe(20);
+    // v2 "max" becomes the largest uint64 on the wire, as with runc-v2.
+    const encoded = io.containerd.cgroups.v2.PidsStat.encode({ current: 1, limit: parseLimit('max\n') }).finish();
+    expect(Buffer.from(encoded).toString('hex')).toBe('080110ffffffffffffffffff01');
+    expect(parseLimit('64\n')).toBe(64);
   });
 });
