@@ -3,9 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 NODE_BIN := node_modules/.bin
+CONTAINERD2 = $(shell scripts/containerd2-dir)
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-rust demo clean
+.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-e2e-containerd2 test-rust demo clean
 
 setup:
 	scripts/setup
@@ -42,10 +43,16 @@ ts: proto
 images:
 	scripts/images/build
 
+# Every lane: Rust unit tests; jest's unit, engine and e2e projects (e2e on Debian's
+# containerd 1.6); the e2e project again on containerd 2.x (built by setup). One summary.
 test: setup build
 	$(MAKE) --no-print-directory test-rust
-	$(NODE_BIN)/jest --ci --json --outputFile=build/jest-results.json
-	@node -e 'const r = require("./build/jest-results.json"); console.log(`jest: $${r.numPassedTests} passed, $${r.numFailedTests} failed`)' 
+	@status=0; \
+	$(NODE_BIN)/jest --ci --json --outputFile=build/jest-results.json || status=1; \
+	TSBOX_CONTAINERD_DIR=$(CONTAINERD2) $(NODE_BIN)/jest --ci --selectProjects e2e \
+		--json --outputFile=build/jest-results-containerd2.json || status=1; \
+	node -e 'const rs = ["./build/jest-results.json", "./build/jest-results-containerd2.json"].map((f) => { try { return require(f); } catch { return { numPassedTests: 0, numFailedTests: 1 }; } }); const sum = (k) => rs.reduce((n, r) => n + r[k], 0); console.log(`jest: $${sum("numPassedTests")} passed, $${sum("numFailedTests")} failed`)'; \
+	exit $$status
 
 test-unit:
 	$(NODE_BIN)/jest --selectProjects unit
@@ -55,6 +62,9 @@ test-engine:
 
 test-e2e:
 	$(NODE_BIN)/jest --selectProjects e2e
+
+test-e2e-containerd2:
+	TSBOX_CONTAINERD_DIR=$(CONTAINERD2) $(NODE_BIN)/jest --selectProjects e2e
 
 test-rust:
 	cargo test --release --quiet --manifest-path addon/Cargo.toml

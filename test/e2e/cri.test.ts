@@ -89,6 +89,22 @@ async function removePod(pod: Pod): Promise<void> {
 }
 
 describe('pods on tsbox through CRI', () => {
+  it('reports tsbox\'s handler features as containerd 2 learns them from -info', async () => {
+    type Handler = { name: string; features: { recursive_read_only_mounts: boolean; user_namespaces: boolean } | null };
+    const status = await cri.call<{ runtime_handlers: Handler[] }>('Status', { verbose: false });
+    const handlers = new Map(status.runtime_handlers.map((h) => [h.name, h.features]));
+    const version = await cri.call<{ runtime_version: string }>('Version', { version: 'v1' });
+    if (version.runtime_version.startsWith('1.')) {
+      // containerd 1.6 reports no handlers (it never asks a runtime what it supports).
+      expect(handlers.size).toBe(0);
+      return;
+    }
+    // Recursive read-only mounts, as runc; no user namespaces (no idmapped mounts yet).
+    expect(handlers.get('tsbox')).toEqual({ recursive_read_only_mounts: true, user_namespaces: false });
+    expect(handlers.get('tsbox-pod')).toEqual(handlers.get('tsbox'));
+    expect(handlers.get('runc')?.recursive_read_only_mounts).toBe(true);
+  });
+
   it('runs a pod on a CNI bridge, and two pods reach each other by IP on it', async () => {
     const a = await runPod();
     const b = await runPod();

@@ -36,9 +36,17 @@ export function ctr(args: string[], opts: { namespace?: string; timeoutMs?: numb
   return new Promise((resolve) => {
     execFile('ctr', full, { timeout: opts.timeoutMs ?? 30000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
+      resolve({ code, stdout, stderr: withoutCgroupV1Warning(stderr) });
     });
   });
+}
+
+/** ctr 2.x warns on every command that cgroup v1 (this host's) is deprecated. */
+function withoutCgroupV1Warning(stderr: string): string {
+  return stderr
+    .split('\n')
+    .filter((l) => !/level=warning msg="DEPRECATION: The support for cgroup v1 is deprecated/.test(l))
+    .join('\n');
 }
 
 /** Starts a long-running `ctr …` (events, a detached reader) and hands back the child. */
