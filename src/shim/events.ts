@@ -1,7 +1,9 @@
 /**
  * Task events to containerd: ttrpc `Events/Forward` on $TTRPC_ADDRESS (PROTOCOL.md §4).
  * One ordered queue, one call at a time, so containerd sees events in the order the shim
- * decided them; a failed call is retried (redialling) up to 5 times, then dropped.
+ * decided them. A failed call is retried (redialling) with a growing pause while the event
+ * is younger than RETRY_FOR_MS, so events survive a containerd restart and arrive in
+ * order once it is back; an event given up on, or pushed out of a full queue, is logged.
  */
 import { Client } from '../ttrpc';
 import { containerd, google, packAny, timestamp, MessageType } from '../proto';
@@ -12,8 +14,16 @@ interface Queued {
   topic: string;
   event: google.protobuf.IAny;
   at: google.protobuf.ITimestamp;
+  queuedAt: number;
   attempts: number;
 }
+
+/** How long an event is retried (runc-v2's shim keeps trying for about a minute). */
+export const RETRY_FOR_MS = 120_000;
+/** The longest pause between two tries. */
+const MAX_BACKOFF_MS = 2_000;
+/** Events held while containerd is away; past this the oldest are dropped. */
+const MAX_QUEUED = 4096;
 
 export interface EventLogger {
   warn(obj: object, msg: string): void;
@@ -34,7 +44,11 @@ export class EventPublisher {
 
   publish<I>(topic: string, name: string, type: MessageType<I>, message: I): void {
     if (!this.client) return;
-    this.queue.push({ topic, event: packAny(`containerd.events.${name}`, type, message), at: timestamp(), attempts: 0 });
+    if (this.queue.length >= MAX_QUEUED) {
+      const dropped = this.queue.splice(1, 1)[0];
+      this.log.warn({ topic: dropped.topic, queued: this.queue.length }, 'event queue full while containerd is unreachable: dropping the oldest waiting event');
+    }
+    this.queue.push({ topic, event: packAny(`containerd.events.${name}`, type, message), at: timestamp(), queuedAt: Date.now(), attempts: 0 });
     this.pumping ??= this.pump().finally(() => (this.pumping = null));
   }
 
@@ -51,11 +65,11 @@ export class EventPublisher {
         this.queue.shift();
       } catch (e) {
         item.attempts++;
-        if (item.attempts >= 5) {
-          this.log.warn({ topic: item.topic, err: (e as Error).message }, 'dropping event after 5 attempts');
+        if (Date.now() - item.queuedAt >= RETRY_FOR_MS) {
+          this.log.warn({ topic: item.topic, attempts: item.attempts, err: (e as Error).message }, `dropping event: containerd unreachable for ${RETRY_FOR_MS / 1000}s`);
           this.queue.shift();
         } else {
-          await new Promise((r) => setTimeout(r, 100 * item.attempts));
+          await new Promise((r) => setTimeout(r, Math.min(MAX_BACKOFF_MS, 50 * 2 ** item.attempts)));
         }
       }
     }
