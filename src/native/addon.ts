@@ -63,6 +63,7 @@ export const native = {
   umount2: (target: string, flags: number): void => call(() => load().umount2(target, flags)),
   setNonblocking: (fd: number, on: boolean): void => call(() => load().setNonblocking(fd, on)),
   setWinsize: (fd: number, cols: number, rows: number): void => call(() => load().setWinsize(fd, cols, rows)),
+  flockTry: (fd: number): boolean => call(() => load().flockTry(fd)),
   flockExclusive: async (fd: number): Promise<void> => {
     try {
       await load().flockExclusive(fd);

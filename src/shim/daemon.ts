@@ -67,6 +67,14 @@ class FifoLog {
   }
 }
 
+function ownSocket(socket: string, ino: number): boolean {
+  try {
+    return fs.statSync(socket).ino === ino;
+  } catch {
+    return false;
+  }
+}
+
 function signalReady(message: string): void {
   try {
     fs.writeSync(3, `${message}\n`);
@@ -89,9 +97,16 @@ export async function serve(flags: ShimFlags): Promise<void> {
     const events = new EventPublisher((process.env.TTRPC_ADDRESS ?? '').replace(/^unix:\/\//, ''), flags.namespace, log);
     const server = new Server(log);
     const socket = flags.socket;
+    // The group's life lock, held until this process ends: while it is held no `start`
+    // spawns another daemon for the group, however long this one is slow to answer.
+    const lifeFd = fs.openSync(`${socket}.life`, 'a', 0o600);
+    if (!native.flockTry(lifeFd)) throw new Error(`another shim daemon already serves this group (${socket}.life is locked)`);
+    fs.ftruncateSync(lifeFd, 0);
+    fs.writeSync(lifeFd, `${process.pid}\n`);
     // Containers on their way to us: a `start` reserved them; Create (or a timeout) ends it.
     const reservations = new Map<string, NodeJS.Timeout>();
     let exiting = false;
+    let listening = 0;
     // Set under the group lock at the moment the socket goes: only from then on is a
     // Reserve refused (a start refused earlier would spawn a daemon whose socket we'd unlink).
     let closing = false;
@@ -110,7 +125,8 @@ export async function serve(flags: ShimFlags): Promise<void> {
             return;
           }
           closing = true;
-          fs.rmSync(socket, { force: true });
+          // Only our own socket: never a path another daemon serves on.
+          if (ownSocket(socket, listening)) fs.rmSync(socket, { force: true });
         } finally {
           fs.closeSync(lockFd);
         }
@@ -159,6 +175,7 @@ export async function serve(flags: ShimFlags): Promise<void> {
     server.register(TASK_SERVICE, service.handlers());
     await server.listen(socket);
     fs.chmodSync(socket, 0o600);
+    listening = fs.statSync(socket).ino;
     const stop = (sig: string) => {
       log?.info({ sig }, 'shim daemon stopping on signal');
       process.exit(0);

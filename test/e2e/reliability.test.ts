@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ctr, CONTAINERD_SCRIPT, PROJECT_ROOT, rig, taskPid, uniqueId, waitUntil } from '../rig/rig';
+import { alive, ctr, CONTAINERD_SCRIPT, PROJECT_ROOT, rig, shimDaemons, taskPid, taskStatus, uniqueId, waitUntil } from '../rig/rig';
 
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
 const IMAGE = 'localhost/busybox:latest';
@@ -52,4 +52,34 @@ describe('events while containerd is unreachable', () => {
     }
     await dropNamespace(ns, [id]);
   }, 60_000);
+});
+
+describe('a daemon that stalls', () => {
+  it('is waited for, never replaced: one daemon per group, and every container still found', async () => {
+    const ns = await namespaceWithImage();
+    const [first, second] = [uniqueId('stall'), uniqueId('stall')];
+    expect((await ctr(['run', '-d', ...TSBOX, IMAGE, first, 'sleep', '600'], { namespace: ns })).code).toBe(0);
+    const daemons = () => shimDaemons(`-namespace ${ns} `);
+    const [daemon] = daemons().map(Number);
+    expect(daemon).toBeGreaterThan(0);
+    process.kill(daemon, 'SIGSTOP');
+    let run: Promise<{ code: number; stderr: string }>;
+    try {
+      run = ctr(['run', '-d', ...TSBOX, IMAGE, second, 'sleep', '600'], { namespace: ns, timeoutMs: 60_000 });
+      // Longer than start's 5 s wait for an answer, after which it used to spawn a second
+      // daemon on the same socket.
+      await new Promise((r) => setTimeout(r, 7000));
+    } finally {
+      process.kill(daemon, 'SIGCONT');
+    }
+    expect(await run).toMatchObject({ code: 0, stderr: '' });
+    expect(daemons().map(Number)).toEqual([daemon]);
+    // After a containerd restart both are still served (before, the second daemon's
+    // containers answered "not found").
+    execFileSync(CONTAINERD_SCRIPT, ['restart', rig().dir]);
+    for (const id of [first, second]) expect(await taskStatus(id, ns)).toBe('RUNNING');
+    for (const id of [first, second]) await ctr(['task', 'kill', '-s', 'KILL', id], { namespace: ns });
+    await dropNamespace(ns, [first, second]);
+    await waitUntil(() => !alive(daemon), 'the daemon leaves after its last task');
+  }, 90_000);
 });

@@ -339,15 +339,45 @@ fn start(flags: &Flags) -> Result<String, String> {
             return Err(format!("flock {lock_path}: {}", std::io::Error::last_os_error()));
         }
     }
-    if !reserve(&socket, &flags.id) {
-        let _ = std::fs::remove_file(&socket);
-        spawn_daemon(flags, &socket, &bundle, config.as_deref())?;
-    }
+    reserve_or_spawn(flags, &socket, &bundle, config.as_deref())?;
     drop(lock);
     let address = format!("unix://{}", socket.display());
     let tmp = bundle.join(format!("address.{}.tmp", std::process::id()));
     std::fs::write(&tmp, &address).and_then(|_| std::fs::rename(&tmp, bundle.join("address"))).map_err(|e| format!("write address: {e}"))?;
     Ok(address)
+}
+
+/// How long `start` waits for a live daemon of the group that does not answer.
+const STALLED_DAEMON_WAIT: Duration = Duration::from_secs(60);
+
+/// Under the group's start lock: reserve the container with the group's daemon, or spawn
+/// one when none lives. A daemon holds `<socket>.life` locked for its whole life, so one
+/// that is alive but slow (stopped, swapping, exiting) is waited for, never replaced: a
+/// second daemon on its socket would lose containers when the first one resumes.
+fn reserve_or_spawn(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str>) -> Result<(), String> {
+    let life_path = format!("{}.life", socket.display());
+    let deadline = SystemTime::now() + STALLED_DAEMON_WAIT;
+    loop {
+        if reserve(socket, &flags.id) {
+            return Ok(());
+        }
+        let life = std::fs::OpenOptions::new().create(true).append(true).open(&life_path).map_err(|e| format!("open {life_path}: {e}"))?;
+        if unsafe { libc::flock(life.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // Nobody holds it: no daemon lives; whatever socket is there is stale.
+            drop(life);
+            let _ = std::fs::remove_file(socket);
+            return spawn_daemon(flags, socket, bundle, config);
+        }
+        if SystemTime::now() >= deadline {
+            let pid = std::fs::read_to_string(&life_path).unwrap_or_default();
+            return Err(format!(
+                "the shim daemon of this group (pid {}) is alive but has not answered for {} s; not starting a second one",
+                pid.trim(),
+                STALLED_DAEMON_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// True while anything is mounted on `path`.

@@ -138,6 +138,18 @@ pub fn dup(fd: i32) -> Result<i32> {
     Ok(r)
 }
 
+/// flock(LOCK_EX | LOCK_NB): true when taken, false when another process holds it.
+#[napi]
+pub fn flock_try(fd: i32) -> Result<bool> {
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    match tsbox_sys::last_errno() {
+        libc::EWOULDBLOCK => Ok(false),
+        _ => Err(js_err(SysError::last("flock"))),
+    }
+}
+
 /// A pipe, both ends close-on-exec: [read, write].
 #[napi]
 pub fn pipe() -> Result<Vec<i32>> {
