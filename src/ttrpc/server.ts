@@ -6,13 +6,16 @@
  * - a call that blocks (Wait can last hours) never delays other calls: every request is
  *   dispatched as its own promise the moment its frame is complete;
  * - a bad frame costs at most its own stream (oversize, unparseable, even stream id) or its
- *   own connection (unknown frame type), never the server.
+ *   own connection (unknown frame type), never the server;
+ * - a client that sends faster than it reads is slowed, not buffered without bound: a
+ *   connection stops being read while it has MAX_INFLIGHT calls running or more than
+ *   MAX_UNSENT bytes of answers its peer has not taken.
  */
 import * as net from 'node:net';
 import * as fs from 'node:fs';
 import { ttrpc } from '../proto';
 import { Code, RpcError, toStatus } from './status';
-import { FrameDecoder, MessageType, encodeFrame, oversizeMessage, MAX_MESSAGE_LENGTH } from './frame';
+import { DecodedFrame, FrameDecoder, MessageType, encodeFrame, oversizeMessage, MAX_MESSAGE_LENGTH } from './frame';
 
 export interface CallContext {
   service: string;
@@ -32,6 +35,11 @@ export interface ServerLogger {
 }
 
 const SILENT: ServerLogger = { warn: () => undefined };
+
+/** Calls one connection may have running at once (containerd uses a handful). */
+export const MAX_INFLIGHT = 128;
+/** Bytes of answers a connection may hold unsent before it stops reading requests. */
+export const MAX_UNSENT = 4 << 20;
 
 export class Server {
   private readonly services = new Map<string, ServiceMethods>();
@@ -131,6 +139,9 @@ export class Server {
 class Connection {
   private readonly decoder = new FrameDecoder();
   private readonly inflight = new Map<number, AbortController>();
+  /** Frames read but not yet handled because the connection is at its limits. */
+  private readonly waiting: DecodedFrame[] = [];
+  private paused = false;
 
   constructor(
     private readonly sock: net.Socket,
@@ -138,8 +149,22 @@ class Connection {
     private readonly log: ServerLogger,
   ) {
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('drain', () => this.flow());
     // A peer that vanishes is normal (containerd restarts); nothing to report.
     sock.on('error', () => undefined);
+  }
+
+  private atLimit(): boolean {
+    return this.inflight.size >= MAX_INFLIGHT || this.sock.writableLength > MAX_UNSENT;
+  }
+
+  /** Handles waiting frames while below the limits; reads again once all are handled. */
+  private flow(): void {
+    while (this.waiting.length > 0 && !this.atLimit() && !this.sock.destroyed) this.handle(this.waiting.shift() as DecodedFrame);
+    const stop = this.waiting.length > 0 || this.atLimit();
+    if (stop && !this.paused) this.sock.pause();
+    if (!stop && this.paused) this.sock.resume();
+    this.paused = stop;
   }
 
   /** Closes once every answer is flushed; the peer need not close its side first. */
@@ -157,35 +182,38 @@ class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    for (const frame of this.decoder.push(chunk)) {
-      const { streamId, type } = frame.header;
-      if (frame.kind === 'oversize') {
-        this.reply(streamId, Code.RESOURCE_EXHAUSTED, oversizeMessage(frame.header.length));
-        continue;
-      }
-      if (type === MessageType.Response || type === MessageType.Data) continue; // not for a unary server
-      if (type !== MessageType.Request) {
-        this.log.warn({ type, streamId }, 'ttrpc: unknown frame type, closing connection');
-        this.sock.destroy();
-        return;
-      }
-      if (streamId % 2 === 0) {
-        this.reply(streamId, Code.INVALID_ARGUMENT, 'StreamID must be odd for client initiated streams');
-        continue;
-      }
-      if (this.inflight.has(streamId)) {
-        this.reply(streamId, Code.INVALID_ARGUMENT, `stream ${streamId} is already in use`);
-        continue;
-      }
-      let req: ttrpc.Request;
-      try {
-        req = ttrpc.Request.decode(frame.data);
-      } catch (e) {
-        this.reply(streamId, Code.INVALID_ARGUMENT, `unmarshal request error: ${(e as Error).message}`);
-        continue;
-      }
-      void this.dispatch(streamId, req);
+    this.waiting.push(...this.decoder.push(chunk));
+    this.flow();
+  }
+
+  private handle(frame: DecodedFrame): void {
+    const { streamId, type } = frame.header;
+    if (frame.kind === 'oversize') {
+      this.reply(streamId, Code.RESOURCE_EXHAUSTED, oversizeMessage(frame.header.length));
+      return;
     }
+    if (type === MessageType.Response || type === MessageType.Data) return; // not for a unary server
+    if (type !== MessageType.Request) {
+      this.log.warn({ type, streamId }, 'ttrpc: unknown frame type, closing connection');
+      this.sock.destroy();
+      return;
+    }
+    if (streamId % 2 === 0) {
+      this.reply(streamId, Code.INVALID_ARGUMENT, 'StreamID must be odd for client initiated streams');
+      return;
+    }
+    if (this.inflight.has(streamId)) {
+      this.reply(streamId, Code.INVALID_ARGUMENT, `stream ${streamId} is already in use`);
+      return;
+    }
+    let req: ttrpc.Request;
+    try {
+      req = ttrpc.Request.decode(frame.data);
+    } catch (e) {
+      this.reply(streamId, Code.INVALID_ARGUMENT, `unmarshal request error: ${(e as Error).message}`);
+      return;
+    }
+    void this.dispatch(streamId, req);
   }
 
   private async dispatch(streamId: number, req: ttrpc.Request): Promise<void> {
@@ -226,6 +254,7 @@ class Connection {
       clearTimeout(timer);
       this.inflight.delete(streamId);
       if (this.server.isShuttingDown()) this.closeIfIdle();
+      else this.flow();
     }
   }
 

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Client, ClosedError, Code, FrameDecoder, MessageType, RpcError, Server, encodeFrame, unary, callTyped, MAX_MESSAGE_LENGTH } from '../../src/ttrpc';
+import { Client, ClosedError, Code, FrameDecoder, MessageType, RpcError, Server, encodeFrame, unary, callTyped, MAX_INFLIGHT, MAX_MESSAGE_LENGTH, MAX_UNSENT } from '../../src/ttrpc';
 import { containerd, google, ttrpc } from '../../src/proto';
 
 const SVC = 'test.v1.Echo';
@@ -239,6 +239,50 @@ describe('ttrpc server + client', () => {
     const out = await c.call(SVC, 'Echo', Buffer.alloc(0)).catch(() => c.call(SVC, 'Echo', Buffer.alloc(0)));
     expect(Buffer.from(out).toString()).toBe('new server');
     c.close();
+  });
+
+  it('stops reading a client that sends without reading answers, and serves it all once it reads', async () => {
+    const ANSWER = 64 << 10;
+    const N = 2000; // 125 MiB of answers if nothing held the client back
+    let handled = 0;
+    let running = 0;
+    let mostRunning = 0;
+    server.register('test.v1.Flood', {
+      Big: async () => {
+        running++;
+        mostRunning = Math.max(mostRunning, running);
+        await new Promise((r) => setImmediate(r));
+        running--;
+        handled++;
+        return Buffer.alloc(ANSWER, 1);
+      },
+    });
+    const s = net.createConnection(sock);
+    await new Promise((r) => s.once('connect', r));
+    s.pause(); // a client that never reads
+    const frames = Array.from({ length: N }, (_, i) => encodeFrame(2 * i + 1, MessageType.Request, 0, ttrpc.Request.encode({ service: 'test.v1.Flood', method: 'Big' }).finish()));
+    s.write(Buffer.concat(frames));
+    // Nothing to await but the server going quiet: sample until the count stops moving.
+    let last = -1;
+    for (const deadline = Date.now() + 10_000; handled !== last && Date.now() < deadline; ) {
+      last = handled;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // Held at the unsent-answer bound (plus what the kernel's socket buffers took).
+    expect(handled).toBeLessThan(MAX_UNSENT / ANSWER + 200);
+    expect(mostRunning).toBeLessThanOrEqual(MAX_INFLIGHT);
+    // Reading again releases everything, in full.
+    const decoder = new FrameDecoder();
+    let answers = 0;
+    await new Promise<void>((resolve) => {
+      s.on('data', (c: Buffer) => {
+        for (const f of decoder.push(c)) if (f.kind === 'frame' && ttrpc.Response.decode(f.data).payload.length === ANSWER) answers++;
+        if (answers === N) resolve();
+      });
+      s.resume();
+    });
+    expect(handled).toBe(N);
+    s.destroy();
   });
 
   it('carries typed messages with unary() and callTyped()', async () => {
