@@ -101,6 +101,13 @@ export class TaskService {
     private readonly hooks: { idle(): void; created(id: string): void },
   ) {}
 
+  /** Execs the daemon still tracks, across its containers. */
+  get execCount(): number {
+    let n = 0;
+    for (const c of this.containers.values()) n += c.execs.size;
+    return n;
+  }
+
   get size(): number {
     return this.containers.size;
   }

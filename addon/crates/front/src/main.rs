@@ -232,6 +232,11 @@ fn daemon_entry() -> PathBuf {
     dist().join("shim/main.js")
 }
 
+/// A small young generation (V8 otherwise grows it to tens of MB under a busy daemon's
+/// allocation churn and keeps it), and gc() for the daemon's own collection of garbage
+/// the old generation would otherwise hold until much later (see src/shim/daemon.ts).
+const DAEMON_NODE_FLAGS: &[&str] = &["--max-semi-space-size=1", "--expose-gc"];
+
 const FEATURES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
 /// `-info` (containerd 2): a containerd.types.RuntimeInfo — name, version, the options
@@ -276,7 +281,7 @@ fn spawn_daemon(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str
     }
     let (rd, wr) = (fds[0], fds[1]);
     let mut cmd = Command::new(node());
-    cmd.arg(daemon_entry())
+    cmd.args(DAEMON_NODE_FLAGS).arg(daemon_entry())
         .args(["-namespace", &flags.namespace, "-id", &flags.id, "-address", &flags.address])
         .arg("-socket")
         .arg(socket)
