@@ -104,8 +104,13 @@ export class Engine {
     const leaves = new Set(cgroup.dirs.map((d) => d.dir));
     const parents = cgroup.created.filter((d) => !leaves.has(d));
     if (parents.length === 0) return;
-    fs.mkdirSync(this.store.root, { recursive: true, mode: 0o711 });
-    fs.appendFileSync(this.parentsLedger, parents.map((d) => `${d}\n`).join(''));
+    try {
+      fs.mkdirSync(this.store.root, { recursive: true, mode: 0o711 });
+      fs.appendFileSync(this.parentsLedger, parents.map((d) => `${d}\n`).join(''));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new EngineError('Internal', `record the cgroup parents in ${this.parentsLedger}: ${code}`, { step: `write ${this.parentsLedger}`, errno: code });
+    }
   }
 
   private async removeCgroup(cgroup: CgroupRecord): Promise<string[]> {
@@ -169,11 +174,11 @@ export class Engine {
       return await this.store.locked(id, async () => {
         const cgroupPath = resolveCgroupsPath(spec.linux?.cgroupsPath, id);
         const cgroup = this.cgroups.create(cgroupPath, spec.linux?.resources);
-        this.recordParents(cgroup);
         undo.add(async () => {
           for (const pid of this.cgroups.pids(cgroup)) killQuietly(pid);
           await this.removeCgroup(cgroup);
         });
+        this.recordParents(cgroup);
         const plan = (() => {
           try {
             return planContainer(spec, {

@@ -104,3 +104,20 @@ describe('a long-lived container with many execs', () => {
     await dropNamespace(ns, [id]);
   }, 120_000);
 });
+
+describe('a burst', () => {
+  it('starts 100 containers at once, kills them at once, and leaves nothing', async () => {
+    const ns = await namespaceWithImage();
+    const ids = Array.from({ length: 100 }, () => uniqueId('burst'));
+    const runs = await Promise.all(ids.map((id) => ctr(['run', '-d', ...TSBOX, IMAGE, id, 'sleep', '600'], { namespace: ns, timeoutMs: 120_000 })));
+    expect(runs.filter((r) => r.code !== 0)).toEqual([]);
+    const kills = await Promise.all(ids.map((id) => ctr(['task', 'kill', '-s', 'KILL', id], { namespace: ns })));
+    expect(kills.filter((r) => r.code !== 0)).toEqual([]);
+    await waitUntil(async () => !/RUNNING/.test((await ctr(['task', 'ls'], { namespace: ns })).stdout), 'every task stopped', 60_000);
+    await Promise.all(ids.map((id) => ctr(['task', 'rm', id], { namespace: ns })));
+    await dropNamespace(ns, ids);
+    // Nothing of them on the host: state, mounts, processes.
+    expect(fs.readdirSync(path.join(rig().dir, 'tsbox', ns)).filter((f) => !f.startsWith('.'))).toEqual([]);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toMatch(/burst-[0-9a-f]+\/rootfs/);
+  }, 240_000);
+});

@@ -2,8 +2,11 @@
  * Bad input: a clear error naming the step, errno and spec field, and nothing left
  * behind — no mount, cgroup, sandbox process or state directory.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { Engine } from '../../src/sandbox/engine';
 import { EngineError } from '../../src/sandbox/errors';
 import { makeBundle, Bundle } from './bundle';
 import { footprint, Harness } from './harness';
@@ -104,6 +107,29 @@ describe('a create that fails', () => {
     expect(String(err)).toMatch(/did not answer in time \(setup deadline\): ETIMEDOUT/);
     expect(footprint(slow.root, b.id)).toEqual({ mounts: before.mounts, sandboxes: [], cgroups: [], dirExists: false });
     await slow.cleanup();
+  });
+
+  it('answers ENOSPC clearly when the state disk is full, and leaves nothing', async () => {
+    const full = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', full]);
+    try {
+      const small = new Harness({});
+      const engine = new Engine({ root: path.join(full, 'root') });
+      // Fill what is left of the disk.
+      try {
+        fs.writeFileSync(path.join(full, 'filler'), Buffer.alloc(1 << 20));
+      } catch {
+        // ENOSPC: full now
+      }
+      const b = small.track(makeBundle('full', ['true']));
+      const err = await engine.create(b.id, b.dir).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/ENOSPC/);
+      expect(footprint(path.join(full, 'root'), b.id)).toMatchObject({ sandboxes: [], cgroups: [], dirExists: false });
+      await small.cleanup();
+    } finally {
+      execFileSync('umount', [full]);
+      fs.rmSync(full, { recursive: true, force: true });
+    }
   });
 
   it('refuses a second container with the same id and leaves the first alone', async () => {
