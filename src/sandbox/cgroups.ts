@@ -299,7 +299,9 @@ export class CgroupManager {
         this.mkdirs(h, dir, rec);
         rec.dirs.push({ hierarchy: h.mountpoint, name, dir });
       }
-      this.apply(rec, resources);
+      // Device rules always (runc's defaults when the spec has none): without them a
+      // container with CAP_MKNOD could open any device on cgroup v2.
+      this.apply(rec, { ...resources, devices: resources?.devices ?? [] });
       return rec;
     } catch (e) {
       void this.remove(rec);

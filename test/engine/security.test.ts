@@ -11,6 +11,7 @@ import { EngineError } from '../../src/sandbox/errors';
 import type { Spec } from '../../src/oci/spec';
 import { makeBundle } from './bundle';
 import { Harness } from './harness';
+import { waitUntil } from '../rig/rig';
 
 const h = new Harness();
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-attack-'));
@@ -160,6 +161,41 @@ describe('mounts into /proc', () => {
   });
 });
 
+describe('procfs and sysfs placed by the image', () => {
+  it('refuses a /proc that is a symlink, so no mask can miss the real procfs', async () => {
+    // The image points /proc elsewhere: procfs would be mounted at /x and every mask and
+    // read-only path under /proc would find nothing there and be skipped.
+    const b = makeBundle('proclink', ['sh', '-c', 'echo pwned > /x/sys/kernel/domainname && echo wrote'], (s) => {
+      s.linux!.readonlyPaths = ['/proc/sys'];
+    });
+    fs.rmSync(path.join(b.dir, 'rootfs', 'proc'), { recursive: true, force: true });
+    fs.mkdirSync(path.join(b.dir, 'rootfs', 'x'));
+    fs.symlinkSync('/x', path.join(b.dir, 'rootfs', 'proc'));
+    const r = await h.run(b).catch((e: unknown) => e);
+    expect(r).toBeInstanceOf(EngineError);
+    expect((r as Error).message).toMatch(/mounts\[0\] \(\/proc\): \/proc must be a plain directory for proc/);
+  });
+});
+
+describe('capabilities', () => {
+  it('drops every capability outside the bounding set, whatever /proc/sys/kernel/cap_last_cap says', async () => {
+    // A container with CAP_SYS_ADMIN covers cap_last_cap with "0"; an exec must still get
+    // only the spec's bounding set (the runtime once read that file inside the container).
+    const b = makeBundle('lastcap', ['sh', '-c', 'echo 0 > /tmp/zero && mount --bind /tmp/zero /proc/sys/kernel/cap_last_cap && touch /tmp/ready && sleep 60'], (s) =>
+      addCaps(s, 'CAP_SYS_ADMIN'),
+    );
+    await h.create(b);
+    await h.engine.start(b.id);
+    await waitUntil(() => fs.existsSync(path.join(b.dir, 'rootfs', 'tmp', 'ready')), 'the bind over cap_last_cap');
+    const r = await h.exec(b, ['grep', 'CapBnd', '/proc/self/status']);
+    // CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_SYS_ADMIN (21), CAP_AUDIT_WRITE (29).
+    expect(r.out.trim()).toBe(`CapBnd:\t${((1 << 5) | (1 << 10) | (1 << 21) | (1 << 29)).toString(16).padStart(16, '0')}`);
+    await h.engine.kill(b.id, 9);
+    await h.engine.wait(b.id);
+    await h.engine.delete(b.id);
+  });
+});
+
 describe('masked paths', () => {
   it('are never covered with a /dev/null the image planted', async () => {
     // Without a /dev tmpfs, the image's /dev is used: its "null" is a symlink to a
@@ -191,6 +227,27 @@ describe('masked paths', () => {
 });
 
 describe('device nodes', () => {
+  it('are limited to runc\'s defaults when the spec has no device rules at all', async () => {
+    const b = makeBundle('nodevrules', ['sh', '-c', 'mknod /tmp/kmsg c 1 11 && echo made; echo x > /tmp/kmsg && echo wrote'], (s) => {
+      addCaps(s, 'CAP_MKNOD');
+      s.linux!.resources = undefined;
+    });
+    const r = await h.run(b);
+    expect(r.out).toBe('made\n');
+    expect(r.err).toMatch(/\/tmp\/kmsg: Operation not permitted/);
+  });
+
+  it('never wait on a FIFO the image put at /etc/passwd (an exec without HOME gets /)', async () => {
+    const b = makeBundle('passwdfifo', ['sh', '-c', 'rm /etc/passwd && mkfifo /etc/passwd && touch /tmp/ready && sleep 60']);
+    await h.create(b);
+    await h.engine.start(b.id);
+    await waitUntil(() => fs.existsSync(path.join(b.dir, 'rootfs', 'tmp', 'ready')), 'the FIFO at /etc/passwd');
+    expect(await h.exec(b, ['sh', '-c', 'echo $HOME'], { env: ['PATH=/bin'] })).toEqual({ status: 0, out: '/\n' });
+    await h.engine.kill(b.id, 9);
+    await h.engine.wait(b.id);
+    await h.engine.delete(b.id);
+  });
+
   it('a container with CAP_MKNOD cannot use a node its rules do not allow, on v1 and on its unified cgroup', async () => {
     const b = makeBundle('mknod', ['sh', '-c', 'mknod /tmp/kmsg c 1 11 && echo made; echo x > /tmp/kmsg && echo wrote; grep "^0::" /proc/self/cgroup'], (s) => addCaps(s, 'CAP_MKNOD'));
     const r = await h.run(b);

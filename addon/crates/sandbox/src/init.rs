@@ -33,10 +33,10 @@ pub fn reset_signals() {
 /**
  * First thing in a new child: drop every descriptor of tsbox-sandbox (listener, clients,
  * other containers' pidfds and stdio) but its own, so nothing in the container — even
- * before execve, even through ptrace or pidfd_getfd — can reach them. Not dumpable until
- * execve either (it resets that), unless a new user namespace needs its own /proc files.
+ * before execve, even through ptrace or pidfd_getfd — can reach them; and not dumpable
+ * until execve (which resets that), so no container process can ptrace or read it.
  */
-pub fn isolate_child(keep: &[RawFd], dumpable: bool) {
+pub fn isolate_child(keep: &[RawFd]) {
     let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
         .unwrap_or_default();
@@ -45,9 +45,7 @@ pub fn isolate_child(keep: &[RawFd], dumpable: bool) {
             unsafe { libc::close(fd) };
         }
     }
-    if !dumpable {
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    }
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
 fn wait_for(sync_fd: RawFd, what: &str) -> Result<ToChild> {
@@ -113,10 +111,6 @@ fn container_setup(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) ->
     if let Some(d) = &plan.domainname {
         ok(unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) }, || format!("setdomainname {d}"))
             .map_err(|e| e.with_field("domainname"))?;
-    }
-    if let Some(adj) = plan.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| io_err("write /proc/self/oom_score_adj", e).with_field("process.oomScoreAdj"))?;
     }
     let mut state = plan.hook_state.clone();
     match plan.join_namespaces.iter().find(|n| n.flag == pid) {
@@ -291,10 +285,6 @@ pub fn ns_name(flag: i32) -> &'static str {
     }
 }
 
-fn io_err(step: &str, e: std::io::Error) -> SysError {
-    SysError::new(step.to_string(), e.raw_os_error().unwrap_or(libc::EIO))
-}
-
 fn open(path: &str, flags: libc::c_int) -> Result<OwnedFd> {
     let c = cstring(path);
     Ok(own(check(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) }, || format!("open {path}"))?))
@@ -336,7 +326,13 @@ impl Deferred {
         };
         let attach = || -> Result<()> {
             let dir = inroot::is_dir(&inroot::fstat(tree.as_raw_fd())?);
-            let target = if dir { root.mkdir_all(&m.destination, 0o755)? } else { root.create_file(&m.destination)? };
+            let target = if !m.bind && KERNEL_FS.contains(&m.fstype.as_str()) {
+                kernel_fs_target(root, &m)?
+            } else if dir {
+                root.mkdir_all(&m.destination, 0o755)?
+            } else {
+                root.create_file(&m.destination)?
+            };
             mnt::attach(&tree, &target)?;
             apply_recursive(&tree, &m)?;
             if m.propagation != 0 {
@@ -423,7 +419,11 @@ fn mount_one(root: &Root, m: &MountPlan) -> Result<()> {
         mnt::attach(&tree, &target)?;
         tree
     } else {
-        let target = root.mkdir_all(&m.destination, 0o755)?;
+        let target = if KERNEL_FS.contains(&m.fstype.as_str()) {
+            kernel_fs_target(root, m)?
+        } else {
+            root.mkdir_all(&m.destination, 0o755)?
+        };
         not_into_proc(&target, m)?;
         mnt::mount_fs_on(&m.source, &target, &m.fstype, m.flags, &m.data)?;
         // What is at the destination now is the new filesystem's root.
@@ -443,6 +443,23 @@ fn apply_recursive(mount: &OwnedFd, m: &MountPlan) -> Result<()> {
     }
     let (set, clear) = (mnt::attrs_of(m.recursive_set).0, mnt::attrs_of(m.recursive_clear).0);
     mnt::set_attr(mount, true, set, clear, 0).map_err(|e| SysError::new(format!("recursive mount options: {}", e.step), e.errno))
+}
+
+/// Filesystems whose place the masked and read-only paths (and the kernel's own writes)
+/// depend on: they go exactly where the spec says, never through a symlink of the image
+/// (which could put procfs where no mask looks, as runc also refuses).
+const KERNEL_FS: &[&str] = &["proc", "sysfs"];
+
+fn kernel_fs_target(root: &Root, m: &MountPlan) -> Result<OwnedFd> {
+    match root.resolve(&m.destination, libc::O_PATH | libc::O_DIRECTORY, inroot::RESOLVE_NO_SYMLINKS) {
+        Err(e) if e.errno == libc::ENOENT => {
+            // Made here, then opened again without following anything.
+            root.mkdir_all(&m.destination, 0o755)?;
+            root.resolve(&m.destination, libc::O_PATH | libc::O_DIRECTORY, inroot::RESOLVE_NO_SYMLINKS)
+        }
+        r => r,
+    }
+    .map_err(|e| SysError::new(format!("{} must be a plain directory for {}: {}", m.destination, m.fstype, e.step), e.errno))
 }
 
 /// The plan allows only a few files under /proc; a destination that reaches /proc
@@ -582,6 +599,16 @@ fn apparmor_on_exec(profile: &str) -> Result<()> {
 /// After pivot_root: sysctls, read-only and masked paths, a read-only root. Everything
 /// is opened inside "/" (now the container's root) and acted on by handle.
 fn finish_rootfs(plan: &ContainerPlan, root: &Root) -> Result<()> {
+    // Masked and read-only paths are looked up under /proc and /sys: those must be the
+    // filesystems the spec mounted there, or a mask would find nothing and be skipped.
+    for (dest, magic) in [("/proc", libc::PROC_SUPER_MAGIC as i64), ("/sys", libc::SYSFS_MAGIC as i64)] {
+        if plan.mounts.iter().any(|m| m.destination == dest && !m.bind) {
+            let fd = root.resolve(dest, libc::O_PATH | libc::O_DIRECTORY, inroot::RESOLVE_NO_SYMLINKS)?;
+            if inroot::fstatfs_type(fd.as_raw_fd())? != magic {
+                return Err(SysError::new(format!("{dest} in the container is not the filesystem mounted there"), libc::EINVAL));
+            }
+        }
+    }
     // Sysctls first: /proc/sys is usually among the read-only paths (runc's order). The
     // file is opened beneath the verified procfs without crossing into another mount, so
     // a bind over /proc/sys/... cannot redirect the write.
@@ -800,10 +827,16 @@ fn resolve_program(p: &ProcessPlan) -> Result<String> {
 
 /// The home directory of `uid` in the container's /etc/passwd, "/" when it has none.
 fn home_of(uid: u32) -> String {
-    let passwd = Root::open("/").and_then(|r| r.resolve("/etc/passwd", libc::O_RDONLY, 0)).map(std::fs::File::from);
-    let text = passwd.ok().and_then(|mut f| {
+    // Non-blocking and only a regular file: a FIFO planted at /etc/passwd must not hold
+    // the setup (and the sandbox waiting for it); at most 1 MiB is read.
+    let passwd = Root::open("/")
+        .and_then(|r| r.resolve("/etc/passwd", libc::O_RDONLY | libc::O_NONBLOCK, 0))
+        .ok()
+        .filter(|fd| inroot::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG))
+        .map(std::fs::File::from);
+    let text = passwd.and_then(|f| {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut f, &mut s).ok().map(|_| s)
+        std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut s).ok().map(|_| s)
     });
     text.unwrap_or_default()
         .lines()

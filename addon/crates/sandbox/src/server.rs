@@ -230,7 +230,7 @@ impl Sandbox {
         let (pid, pidfd) = match forked.map_err(|e| e.with_field("linux.namespaces"))? {
             Forked::Child => {
                 let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd()).chain(stdio.iter().map(|f| f.as_raw_fd())).collect();
-                init::isolate_child(&keep, plan.clone_flags & libc::CLONE_NEWUSER as u64 != 0);
+                init::isolate_child(&keep);
                 init::container_init(plan, child_end, stdio)
             }
             Forked::Parent { pid, pidfd } => (pid, own(pidfd)),
@@ -243,6 +243,13 @@ impl Sandbox {
                 write_id_maps(pid, plan)?;
             }
             join_cgroups(pid, &plan.cgroup_procs)?;
+            // Written here: the child is not dumpable, so in a user namespace it could not
+            // write its own /proc files; what it forks inherits the score.
+            if let Some(adj) = plan.oom_score_adj {
+                let path = format!("/proc/{pid}/oom_score_adj");
+                std::fs::write(&path, adj.to_string())
+                    .map_err(|e| SysError::new(format!("write {path}"), e.raw_os_error().unwrap_or(libc::EIO)).with_field("process.oomScoreAdj"))?;
+            }
             sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid })?;
             Ok(())
         })();
@@ -374,7 +381,7 @@ impl Sandbox {
                     .chain(stdio.iter().map(|f| f.as_raw_fd()))
                     .chain(ns_fds.iter().map(|(_, f)| f.as_raw_fd()))
                     .collect();
-                init::isolate_child(&keep, ns_fds.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER));
+                init::isolate_child(&keep);
                 init::exec_init(&plan.process, ns_fds, child_end, stdio)
             }
             Forked::Parent { pid, pidfd } => (pid, own(pidfd)),

@@ -145,7 +145,11 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd> {
     attr[0] = pack(BPF_PROG_TYPE_CGROUP_DEVICE, insns.len() as u32);
     attr[1] = insns.as_ptr() as u64;
     attr[2] = license.as_ptr() as u64;
-    let mut log = vec![0u8; 64 * 1024];
+    if let Ok(fd) = bpf(BPF_PROG_LOAD, &mut attr, "load the device filter (bpf BPF_PROG_LOAD)") {
+        return Ok(own(fd as RawFd));
+    }
+    // Refused: load again with the verifier's log, which says why.
+    let mut log = vec![0u8; 1 << 20];
     attr[3] = pack(1, log.len() as u32);
     attr[4] = log.as_mut_ptr() as u64;
     bpf(BPF_PROG_LOAD, &mut attr, "load the device filter (bpf BPF_PROG_LOAD)").map(|fd| own(fd as RawFd)).map_err(|e| {
