@@ -322,8 +322,10 @@ export class TaskService {
     };
   }
 
-  async wait(req: containerd.task.v2.WaitRequest, signal: AbortSignal): Promise<containerd.task.v2.IWaitResponse> {
+  async wait(req: containerd.task.v2.WaitRequest, signal: AbortSignal, park: () => void): Promise<containerd.task.v2.IWaitResponse> {
     const { p } = this.proc(req.id, req.execId);
+    // As long as the process runs: not a call that holds the connection's budget.
+    park();
     await Promise.race([
       p.exited,
       new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })),
@@ -471,10 +473,10 @@ export class TaskService {
     const unimplemented = (what: string) => () => {
       throw RpcError.unimplemented(`${what}: not implemented`);
     };
-    const logged = <Q, R>(name: string, fn: (req: Q, signal: AbortSignal) => Promise<R> | R) => async (req: Q, ctx: { signal: AbortSignal }): Promise<R> => {
+    const logged = <Q, R>(name: string, fn: (req: Q, signal: AbortSignal, park: () => void) => Promise<R> | R) => async (req: Q, ctx: { signal: AbortSignal; park(): void }): Promise<R> => {
       this.log.debug({ rpc: name, req }, 'rpc');
       try {
-        return await fn(req, ctx.signal);
+        return await fn(req, ctx.signal, () => ctx.park());
       } catch (e) {
         this.log.debug({ rpc: name, err: (e as Error).message }, 'rpc failed');
         throw rpcError(e);
@@ -494,7 +496,7 @@ export class TaskService {
       ResizePty: unary(T.ResizePtyRequest, Empty, logged('ResizePty', (r: containerd.task.v2.ResizePtyRequest) => (this.proc(r.id, r.execId).p.io.resize(r.width, r.height), empty()))),
       CloseIO: unary(T.CloseIORequest, Empty, logged('CloseIO', (r: containerd.task.v2.CloseIORequest) => (r.stdin && this.proc(r.id, r.execId).p.io.closeStdin(), empty()))),
       Update: unary(T.UpdateTaskRequest, Empty, logged('Update', async (r: containerd.task.v2.UpdateTaskRequest) => (await this.update(r), empty()))),
-      Wait: unary(T.WaitRequest, T.WaitResponse, logged('Wait', (r: containerd.task.v2.WaitRequest, signal) => this.wait(r, signal))),
+      Wait: unary(T.WaitRequest, T.WaitResponse, logged('Wait', (r: containerd.task.v2.WaitRequest, signal, park) => this.wait(r, signal, park))),
       Stats: unary(T.StatsRequest, T.StatsResponse, logged('Stats', (r: containerd.task.v2.StatsRequest) => this.stats(r))),
       Connect: unary(T.ConnectRequest, T.ConnectResponse, logged('Connect', (r: containerd.task.v2.ConnectRequest) => ({ shimPid: process.pid, taskPid: this.containers.get(r.id)?.init.pid ?? 0 }))),
       Shutdown: unary(T.ShutdownRequest, Empty, logged('Shutdown', () => {

@@ -8,8 +8,8 @@
  * - a bad frame costs at most its own stream (oversize, unparseable, even stream id) or its
  *   own connection (unknown frame type), never the server;
  * - a client that sends faster than it reads is slowed, not buffered without bound: a
- *   connection stops being read while it has MAX_INFLIGHT calls running or more than
- *   MAX_UNSENT bytes of answers its peer has not taken.
+ *   connection stops being read while it has MAX_INFLIGHT calls running (parked ones
+ *   aside) or more than MAX_UNSENT bytes of answers its peer has not taken.
  */
 import * as net from 'node:net';
 import * as fs from 'node:fs';
@@ -24,6 +24,9 @@ export interface CallContext {
   metadata: Map<string, string[]>;
   /** Aborted when the deadline from timeoutNano passes or the client goes away. */
   signal: AbortSignal;
+  /** Says the call now waits on an outside event (e.g. a process's exit) for however
+   * long that takes: it no longer counts against the connection's MAX_INFLIGHT. */
+  park(): void;
 }
 
 export type Handler = (payload: Uint8Array, ctx: CallContext) => Promise<Uint8Array> | Uint8Array;
@@ -36,7 +39,12 @@ export interface ServerLogger {
 
 const SILENT: ServerLogger = { warn: () => undefined };
 
-/** Calls one connection may have running at once (containerd uses a handful). */
+/**
+ * Calls one connection may have running at once, not counting calls parked on an
+ * outside event (`ctx.park()`: a Wait lasts as long as its task, and containerd keeps
+ * one per live task on a daemon's one connection; counting those would stop reading the
+ * Kill that ends them).
+ */
 export const MAX_INFLIGHT = 128;
 /** Bytes of answers a connection may hold unsent before it stops reading requests. */
 export const MAX_UNSENT = 4 << 20;
@@ -139,6 +147,8 @@ export class Server {
 class Connection {
   private readonly decoder = new FrameDecoder();
   private readonly inflight = new Map<number, AbortController>();
+  /** Calls in flight that count against MAX_INFLIGHT (all but parked ones). */
+  private readonly busy = new Set<number>();
   /** Frames read but not yet handled because the connection is at its limits. */
   private readonly waiting: DecodedFrame[] = [];
   private paused = false;
@@ -155,7 +165,7 @@ class Connection {
   }
 
   private atLimit(): boolean {
-    return this.inflight.size >= MAX_INFLIGHT || this.sock.writableLength > MAX_UNSENT;
+    return this.busy.size >= MAX_INFLIGHT || this.sock.writableLength > MAX_UNSENT;
   }
 
   /** Handles waiting frames while below the limits; reads again once all are handled. */
@@ -179,6 +189,7 @@ class Connection {
   cancelAll(): void {
     for (const ac of this.inflight.values()) ac.abort(new RpcError(Code.CANCELLED, 'ttrpc: connection closed'));
     this.inflight.clear();
+    this.busy.clear();
   }
 
   private onData(chunk: Buffer): void {
@@ -219,6 +230,7 @@ class Connection {
   private async dispatch(streamId: number, req: ttrpc.Request): Promise<void> {
     const ac = new AbortController();
     this.inflight.set(streamId, ac);
+    this.busy.add(streamId);
     let timer: NodeJS.Timeout | undefined;
     const timeoutMs = Number(req.timeoutNano) / 1e6;
     const deadline =
@@ -238,7 +250,10 @@ class Connection {
       if (list) list.push(value ?? '');
       else metadata.set(key, [value ?? '']);
     }
-    const ctx: CallContext = { service: req.service, method: req.method, metadata, signal: ac.signal };
+    const park = () => {
+      if (this.busy.delete(streamId)) this.flow();
+    };
+    const ctx: CallContext = { service: req.service, method: req.method, metadata, signal: ac.signal, park };
     try {
       const handler = this.server.lookup(req.service, req.method);
       const work = Promise.resolve().then(() => handler(req.payload, ctx));
@@ -253,6 +268,7 @@ class Connection {
     } finally {
       clearTimeout(timer);
       this.inflight.delete(streamId);
+      this.busy.delete(streamId);
       if (this.server.isShuttingDown()) this.closeIfIdle();
       else this.flow();
     }

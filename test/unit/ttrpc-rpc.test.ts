@@ -285,6 +285,25 @@ describe('ttrpc server + client', () => {
     s.destroy();
   });
 
+  it('does not count parked calls (a Wait per task) against the in-flight cap', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    server.register('test.v1.Park', {
+      Wait: async (_p, ctx) => {
+        ctx.park();
+        await released;
+        return Buffer.from('done');
+      },
+    });
+    const client = new Client(sock);
+    const waits = Array.from({ length: MAX_INFLIGHT + 10 }, () => client.call('test.v1.Park', 'Wait', new Uint8Array()));
+    // With every Wait parked the connection still reads, and answers, other calls.
+    expect(Buffer.from(await client.call(SVC, 'Echo', Buffer.from('still here'))).toString()).toBe('still here');
+    release();
+    expect((await Promise.all(waits)).length).toBe(MAX_INFLIGHT + 10);
+    client.close();
+  });
+
   it('carries typed messages with unary() and callTyped()', async () => {
     const T = containerd.task.v2;
     server.register('containerd.task.v2.Task', {
