@@ -5,7 +5,7 @@
  * is younger than RETRY_FOR_MS, so events survive a containerd restart and arrive in
  * order once it is back; an event given up on, or pushed out of a full queue, is logged.
  */
-import { Client } from '../ttrpc';
+import { Client, Code, RpcError } from '../ttrpc';
 import { containerd, google, packAny, timestamp, MessageType } from '../proto';
 
 const FORWARD_SERVICE = 'containerd.services.events.ttrpc.v1.Events';
@@ -65,6 +65,13 @@ export class EventPublisher {
         this.queue.shift();
       } catch (e) {
         item.attempts++;
+        // containerd answered and refused this event (bad topic, unknown namespace, …):
+        // trying again cannot help, and would hold every later event back.
+        if (e instanceof RpcError && e.code !== Code.UNAVAILABLE && e.code !== Code.DEADLINE_EXCEEDED && e.code !== Code.CANCELLED) {
+          this.log.warn({ topic: item.topic, err: e.message }, 'containerd refused an event; dropping it');
+          this.queue.shift();
+          continue;
+        }
         if (Date.now() - item.queuedAt >= RETRY_FOR_MS) {
           this.log.warn({ topic: item.topic, attempts: item.attempts, err: (e as Error).message }, `dropping event: containerd unreachable for ${RETRY_FOR_MS / 1000}s`);
           this.queue.shift();
