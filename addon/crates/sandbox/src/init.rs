@@ -37,13 +37,15 @@ pub fn reset_signals() {
  * until execve (which resets that), so no container process can ptrace or read it.
  */
 pub fn isolate_child(keep: &[RawFd]) {
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
-    for fd in fds {
-        if fd > 2 && !keep.contains(&fd) {
-            unsafe { libc::close(fd) };
+    // close_range over the gaps between the fds kept: no /proc needed, nothing missed.
+    let mut kept: Vec<libc::c_uint> = keep.iter().filter(|&&fd| fd > 2).map(|&fd| fd as libc::c_uint).collect();
+    kept.sort_unstable();
+    let mut from: libc::c_uint = 3;
+    for fd in kept.into_iter().chain(std::iter::once(libc::c_uint::MAX)) {
+        if fd > from {
+            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
         }
+        from = fd.saturating_add(1);
     }
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
