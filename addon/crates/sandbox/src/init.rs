@@ -159,12 +159,15 @@ fn spawn_init(sync_fd: RawFd) -> Result<i32> {
             Ok(i32::from_ne_bytes(buf))
         }
         tsbox_sys::sys::Forked::Parent { pid, pidfd } => {
+            // Spawned goes out before the child may say anything on the same channel
+            // (it waits for the pipe): tsbox-sandbox must learn the init's pid first, or
+            // it would take this process's exit for the container's.
+            let _ = sync::send(sync_fd, &FromChild::Spawned { pid });
             unsafe {
                 libc::close(pidfd);
                 libc::write(w.as_raw_fd(), pid.to_ne_bytes().as_ptr() as *const libc::c_void, 4);
+                libc::_exit(0)
             }
-            let _ = sync::send(sync_fd, &FromChild::Spawned { pid });
-            unsafe { libc::_exit(0) }
         }
     }
 }
@@ -232,24 +235,14 @@ pub fn exec_init(process: &ProcessPlan, ns_fds: Vec<(i32, OwnedFd)>, sync_fd: Ow
         }
         drop(others);
         drop(pid_ns);
-        match tsbox_sys::sys::clone3(0, None)? {
-            tsbox_sys::sys::Forked::Child => exec_process(process, sync_fd.as_raw_fd(), stdio),
-            tsbox_sys::sys::Forked::Parent { pid, pidfd } => {
-                unsafe { libc::close(pidfd) };
-                Ok(pid)
-            }
-        }
+        // Only the child returns: this process reports the pid and exits in spawn_init.
+        spawn_init(sync_fd.as_raw_fd())?;
+        exec_process(process, sync_fd.as_raw_fd(), stdio)
     };
-    match run() {
-        Ok(pid) => {
-            let _ = sync::send(sync_fd.as_raw_fd(), &FromChild::Spawned { pid });
-            unsafe { libc::_exit(0) }
-        }
-        Err(e) => {
-            sync::report(&sync_fd, &e);
-            unsafe { libc::_exit(1) }
-        }
+    if let Err(e) = run() {
+        sync::report(&sync_fd, &e);
     }
+    unsafe { libc::_exit(1) }
 }
 
 /// The exec'd process, inside the container: becomes what the spec says and execs.
