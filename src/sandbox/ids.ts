@@ -1,6 +1,6 @@
 import { EngineError } from './errors';
 
-/** Container and exec ids, checked before they touch a path (DESIGN.md §4). */
+/** Container and exec ids, checked before they touch a path (docs/architecture.md). */
 const ID = /^[\w+\-.]+$/;
 
 export function validateId(id: string, what = 'container id'): string {

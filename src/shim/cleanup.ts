@@ -1,5 +1,5 @@
 /**
- * The `delete` action (PROTOCOL.md §1.5): containerd runs it after every task removal and
+ * The `delete` action (docs/protocol.md): containerd runs it after every task removal and
  * whenever a shim died. For this container only: kill what is left, remove its sandbox,
  * cgroup and state, unmount its rootfs; never touch the bundle itself. Everything already
  * gone is fine. Prints a DeleteResponse.

@@ -1,5 +1,5 @@
 /**
- * The long-lived shim daemon of one group (DESIGN.md §3): serves containerd.task.v2.Task
+ * The long-lived shim daemon of one group (docs/architecture.md): serves containerd.task.v2.Task
  * for every container of the group on one socket, logs JSON into the first bundle's
  * `log` FIFO (containerd copies it into its own log), and exits once the last task is
  * deleted and Shutdown arrives.

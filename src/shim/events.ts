@@ -1,5 +1,5 @@
 /**
- * Task events to containerd: ttrpc `Events/Forward` on $TTRPC_ADDRESS (PROTOCOL.md §4).
+ * Task events to containerd: ttrpc `Events/Forward` on $TTRPC_ADDRESS (docs/protocol.md).
  * One ordered queue, one call at a time, so containerd sees events in the order the shim
  * decided them. A failed call is retried (redialling) with a growing pause while the event
  * is younger than RETRY_FOR_MS, so events survive a containerd restart and arrive in

@@ -1,5 +1,5 @@
 /**
- * The command line containerd gives a shim (PROTOCOL.md §1.3): Go `flag` style, so
+ * The command line containerd gives a shim (docs/protocol.md): Go `flag` style, so
  * `-flag value`, `-flag=value` and `--flag` all count; the first positional word is the
  * action (`start`, `delete`), none means "serve".
  */

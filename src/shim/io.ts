@@ -1,5 +1,5 @@
 /**
- * A process's stdio as containerd describes it (PROTOCOL.md §5): FIFO paths, `file://`,
+ * A process's stdio as containerd describes it (docs/protocol.md): FIFO paths, `file://`,
  * `binary://` loggers, a terminal, or nothing.
  *
  * Without a terminal tsbox copies nothing: the container gets the FIFO (or file, or
@@ -106,7 +106,7 @@ export class ProcessIO {
     else this.containerFds.push(this.openOutput(stderr));
   }
 
-  /** A `binary://` logger: fd 3 stdout, fd 4 stderr, fd 5 "ready" (PROTOCOL.md §5). */
+  /** A `binary://` logger: fd 3 stdout, fd 4 stderr, fd 5 "ready" (docs/protocol.md). */
   private async startLogger(uri: URL, env: { id: string; namespace: string }): Promise<void> {
     const args: string[] = [];
     for (const [k, v] of uri.searchParams) args.push(k, v);

@@ -1,4 +1,4 @@
-/** containerd's rootfs mount list on `<bundle>/rootfs` (PROTOCOL.md §3.3 Create). */
+/** containerd's rootfs mount list on `<bundle>/rootfs` (docs/protocol.md). */
 import * as fs from 'node:fs';
 import { native } from '../native/addon';
 import { parseMountOptions } from '../oci/plan';

@@ -1,8 +1,8 @@
 /**
- * containerd.task.v2.Task over the sandbox engine. This file is the glue DESIGN.md §2
+ * containerd.task.v2.Task over the sandbox engine. This file is the glue docs/architecture.md
  * describes: containerd's calls in, engine calls out, events back.
  *
- * Ordering invariants (PROTOCOL.md §4), kept here:
+ * Ordering invariants (docs/protocol.md), kept here:
  * - TaskStart / TaskExecStarted of a process is queued before its TaskExit: an exit that
  *   arrives while its start is still in flight waits for the start to be published.
  * - A container's init TaskExit is its last exit: when init dies, the exits of its

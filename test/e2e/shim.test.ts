@@ -75,7 +75,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     const done = new Promise<number>((r) => child.on('close', (code) => r(code ?? -1)));
-    // ctr forwards stdin EOF only once the task exists (DESIGN.md §6).
+    // ctr forwards stdin EOF only once the task exists (docs/architecture.md).
     await until(id, 'RUNNING');
     child.stdin.end('abc');
     expect(await done).toBe(0);

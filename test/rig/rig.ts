@@ -88,7 +88,7 @@ export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: num
 
 /**
  * The /tasks/ topics `ctr events` printed for one run, in order, up to its /tasks/delete.
- * `ctr events` is not subscribed the instant it starts (DESIGN.md §6), so the run is
+ * `ctr events` is not subscribed the instant it starts (docs/architecture.md), so the run is
  * repeated under a fresh id until a subscriber saw it.
  */
 export async function taskTopicsOfRun(prefix: string, run: (id: string) => Promise<unknown>, attempts = 20): Promise<string[]> {

@@ -5,7 +5,7 @@ function frames(decoder: FrameDecoder, ...chunks: Buffer[]) {
 }
 
 describe('ttrpc framing', () => {
-  it('writes the 10-byte big-endian header of PROTOCOL.md §2.1', () => {
+  it('writes the 10-byte big-endian header of docs/protocol.md', () => {
     const f = encodeFrame(0x01020304, MessageType.Response, 0x05, Buffer.from('abc'));
     expect([...f.subarray(0, HEADER_LENGTH)]).toEqual([0, 0, 0, 3, 1, 2, 3, 4, 2, 5]);
     expect(f.subarray(HEADER_LENGTH).toString()).toBe('abc');

@@ -4,9 +4,9 @@
 //! spawns or execs.
 //!
 //!   start   find the group's daemon (reserving this container with it) or spawn one;
-//!           write `<bundle>/address`; print the address (PROTOCOL.md §1.4)
+//!           write `<bundle>/address`; print the address (docs/protocol.md)
 //!   delete  nothing left of the container: answer at once; otherwise hand over to the
-//!           daemon code's full cleanup (PROTOCOL.md §1.5)
+//!           daemon code's full cleanup (docs/protocol.md)
 //!   (none)  serve: exec the daemon
 
 use sha2::{Digest, Sha256};

@@ -1,5 +1,5 @@
 //! The napi-rs addon loaded by the Node daemon and CLI: syscalls Node lacks, none of
-//! which forks (DESIGN.md §3). Errors cross as "<ERRNO>|<step>: <ERRNO>"; the TypeScript
+//! which forks (docs/architecture.md). Errors cross as "<ERRNO>|<step>: <ERRNO>"; the TypeScript
 //! wrapper (src/native/addon.ts) turns that into an Error whose `code` is the errno name,
 //! the way Node's own fs errors look.
 

@@ -1,5 +1,5 @@
 //! Paths inside a container's root, resolved by the kernel and used through file
-//! descriptors (DESIGN rule: never a path string a container could swap under us).
+//! descriptors (docs/architecture.md: never a path string a container could swap under us).
 //!
 //! Every lookup is `openat2(root, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: a
 //! symlink or `..` can never lead outside the root, and `/proc/self/fd/N`-style links are

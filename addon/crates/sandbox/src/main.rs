@@ -1,6 +1,6 @@
 //! `tsbox-sandbox`: one per sandbox (a standalone container or a pod). It is the parent
 //! and child subreaper of every process of its containers, creates them with clone3,
-//! reaps them, and reports exits over its control socket (DESIGN.md §3).
+//! reaps them, and reports exits over its control socket (docs/architecture.md).
 //!
 //!   tsbox-sandbox --socket PATH     serve; prints "ready" on stdout once listening
 //!   tsbox-sandbox --version

@@ -1,7 +1,7 @@
 //! The control socket: clients (the tsbox daemon, `tsbox` CLI invocations) send one JSON
 //! request per line, with the container's stdio fds attached as SCM_RIGHTS; answers go
 //! back to the asker, exit events to every client. Handling is sequential: this process
-//! is single-threaded by design (DESIGN.md §3), and container setup takes milliseconds.
+//! is single-threaded by design (docs/architecture.md), and container setup takes milliseconds.
 
 use crate::init;
 use crate::plan::{ContainerPlan, ExecPlan};
