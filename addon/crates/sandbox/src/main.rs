@@ -91,8 +91,9 @@ fn serve(socket: &str) -> Result<()> {
             }
             return Err(tsbox_sys::SysError::last("poll"));
         }
-        // OOM before exits: an OOM kill's notification is ready no later than the SIGCHLD
-        // of its victim, so in the same round the oom event goes out first.
+        // OOM before exits: on v1 an OOM kill's notification is ready no later than the
+        // SIGCHLD of its victim, so in the same round the oom event goes out first (on v2,
+        // reap looks at the count itself).
         for (i, (_, id)) in ooms.iter().enumerate() {
             if pfds[first_oom + i].revents != 0 {
                 let ev = sandbox.oom_fired(id);

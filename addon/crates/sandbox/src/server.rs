@@ -518,6 +518,10 @@ impl Sandbox {
                     c.sync = None;
                 }
             }
+            // cgroup v2 counts the OOM kill in memory.events before the victim dies, but
+            // tells inotify later (kernfs notifies from a work item): look at the count
+            // now, so the oom event still goes out before this exit.
+            events.extend(self.oom_fired(&cid));
             events.push(json!({ "event": "exit", "container": cid, "exec": exec, "pid": pid, "status": code }));
         }
         events
