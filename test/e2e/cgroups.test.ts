@@ -1,18 +1,30 @@
 /**
  * What operators get from cgroups through ctr: metrics, pause/resume, update, OOM — on
- * the rig's real v1 hierarchy.
+ * the host's real hierarchy (v1 here, v2 in the VM lane).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client, Code, callTyped } from '../../src/ttrpc';
 import { containerd, google } from '../../src/proto';
+import { cgroupChildren, cpuQuota, cpuUsageNs, frozen, memoryLimit, pidsCurrent } from '../cgroupfs';
 import { ctr, removeTask as remove, rig, taskPid, taskStatus, taskTopicsOfRun, uniqueId, waitUntil as until } from '../rig/rig';
 
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
 const IMAGE = 'localhost/busybox:latest';
 
-function cg(controller: string, id: string, file: string): string {
-  return fs.readFileSync(`/sys/fs/cgroup/${controller}/default/${id}/${file}`, 'utf8').trim();
+
+interface MetricsJson {
+  cpu: { usage?: { total: number }; usage_usec?: number };
+  memory: { usage: number | { usage: number; limit: number }; usage_limit?: number };
+  pids: { current: number };
+}
+
+/** What `ctr task metrics --format json` shows, v1 (cgroups.v1.Metrics) or v2 (v2.Metrics). */
+function metrics(m: MetricsJson): { cpuNs: number; memory: number; memoryLimit: number; pids: number } {
+  if (typeof m.memory.usage === 'number') {
+    return { cpuNs: (m.cpu.usage_usec ?? 0) * 1000, memory: m.memory.usage, memoryLimit: m.memory.usage_limit ?? 0, pids: m.pids.current };
+  }
+  return { cpuNs: m.cpu.usage?.total ?? 0, memory: m.memory.usage.usage, memoryLimit: m.memory.usage.limit, pids: m.pids.current };
 }
 
 describe('cgroups through the shim', () => {
@@ -20,13 +32,13 @@ describe('cgroups through the shim', () => {
     const id = uniqueId('busy');
     await ctr(['run', '-d', ...TSBOX, '--memory-limit', String(64 << 20), IMAGE, id, 'sh', '-c', 'while :; do :; done']);
     try {
-      await until(() => Number(cg('cpuacct', id, 'cpuacct.usage')) > 10_000_000, 'cpu time accumulates');
-      const m = JSON.parse((await ctr(['task', 'metrics', '--format', 'json', id])).stdout);
-      expect(m.cpu.usage.total).toBeGreaterThan(10_000_000);
-      expect(m.cpu.usage.total).toBeLessThanOrEqual(Number(cg('cpuacct', id, 'cpuacct.usage')));
-      expect(m.memory.usage.usage).toBeGreaterThan(0);
-      expect(m.memory.usage.limit).toBe(64 << 20);
-      expect(m.pids.current).toBe(Number(cg('pids', id, 'pids.current')));
+      await until(() => cpuUsageNs(`default/${id}`) > 10_000_000, 'cpu time accumulates');
+      const m = metrics(JSON.parse((await ctr(['task', 'metrics', '--format', 'json', id])).stdout));
+      expect(m.cpuNs).toBeGreaterThan(10_000_000);
+      expect(m.cpuNs).toBeLessThanOrEqual(cpuUsageNs(`default/${id}`));
+      expect(m.memory).toBeGreaterThan(0);
+      expect(m.memoryLimit).toBe(64 << 20);
+      expect(m.pids).toBe(pidsCurrent(`default/${id}`));
     } finally {
       await remove(id);
     }
@@ -41,7 +53,7 @@ describe('cgroups through the shim', () => {
       await until(() => counter() > 0, 'the loop runs');
       expect((await ctr(['task', 'pause', id])).code).toBe(0);
       expect(await taskStatus(id)).toBe('PAUSED');
-      expect(cg('freezer', id, 'freezer.state')).toBe('FROZEN');
+      expect(frozen(`default/${id}`)).toBe(true);
       const exec = await ctr(['task', 'exec', '--exec-id', 'nope', id, 'true']);
       expect(exec.code).not.toBe(0);
       expect(exec.stderr).toMatch(/paused/);
@@ -70,8 +82,8 @@ describe('cgroups through the shim', () => {
       } finally {
         shim.close();
       }
-      expect(cg('memory', id, 'memory.limit_in_bytes')).toBe(String(96 << 20));
-      expect(cg('cpu', id, 'cpu.cfs_quota_us')).toBe('20000');
+      expect(memoryLimit(`default/${id}`)).toBe(String(96 << 20));
+      expect(cpuQuota(`default/${id}`)).toBe('20000');
     } finally {
       await remove(id);
     }
@@ -88,10 +100,7 @@ describe('cgroups through the shim', () => {
   });
 
   it('leaves no cgroup behind', () => {
-    const left = ['memory', 'cpu', 'pids', 'freezer'].flatMap((c) => {
-      const dir = `/sys/fs/cgroup/${c}/default`;
-      return fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => `${c}/${d.name}`) : [];
-    });
+    const left = cgroupChildren('default');
     expect(left.filter((d) => /(busy|pause|upd|oom)-/.test(d))).toEqual([]);
     expect(rig().dir).toBeTruthy();
   });

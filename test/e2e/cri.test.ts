@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { cgroupExists, cpuQuota, memoryCgroupOf, memoryLimit } from '../cgroupfs';
 import { Cri, Message } from '../rig/cri';
 import { alive, rig, shimDaemons, uniqueId, waitUntil } from '../rig/rig';
 
@@ -166,9 +167,8 @@ describe('pods on tsbox through CRI', () => {
     }
     expect(cpu).toBeGreaterThan(0);
     await cri.call('UpdateContainerResources', { container_id: c, linux: { memory_limit_in_bytes: 96 << 20, cpu_shares: 256, cpu_period: 100000, cpu_quota: 50000 } });
-    const dir = (ctrl: string) => `/sys/fs/cgroup/${ctrl}/kubepods/pod${p.uid}/${c}`;
-    expect(fs.readFileSync(`${dir('memory')}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(96 << 20));
-    expect(fs.readFileSync(`${dir('cpu')}/cpu.cfs_quota_us`, 'utf8').trim()).toBe('50000');
+    expect(memoryLimit(`kubepods/pod${p.uid}/${c}`)).toBe(String(96 << 20));
+    expect(cpuQuota(`kubepods/pod${p.uid}/${c}`)).toBe('50000');
     await removePod(p);
   });
 
@@ -192,14 +192,16 @@ describe('pods on tsbox through CRI', () => {
     const p = await runPod({ cgroupParent: `kubepods-pod${uniqueId('s').replace('-', '_')}.slice` });
     const term = path.join(p.logDir, 'termination-log');
     fs.writeFileSync(term, '');
-    const c = await startContainer(p, 'term', ['sh', '-c', 'echo goodbye > /dev/termination-log; cat /proc/self/cgroup | grep memory'], {
+    const c = await startContainer(p, 'term', ['sh', '-c', 'echo goodbye > /dev/termination-log; exec sleep 60'], {
       mounts: [{ container_path: '/dev/termination-log', host_path: term }],
     });
-    expect((await exited(c)).exit_code).toBe(0);
-    expect(fs.readFileSync(term, 'utf8')).toBe('goodbye\n');
+    await waitUntil(() => fs.readFileSync(term, 'utf8') === 'goodbye\n', 'the container writes its termination log');
+    // Read from the host: on v2, CRI gives the container a cgroup namespace, so inside
+    // its cgroup is `/`.
+    const info = (await cri.call<{ info: Record<string, string> }>('ContainerStatus', { container_id: c, verbose: true })).info;
+    const pid = Number(JSON.parse(info.info ?? '{}').pid);
     const slice = (p.config.linux as { cgroup_parent: string }).cgroup_parent;
-    const log = fs.readFileSync(path.join(p.logDir, 'term.log'), 'utf8');
-    expect(log).toContain(`memory:/kubepods.slice/${slice}/cri-containerd-${c}.scope`);
+    expect(memoryCgroupOf(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))).toBe(`/kubepods.slice/${slice}/cri-containerd-${c}.scope`);
     await removePod(p);
   });
 
@@ -267,7 +269,7 @@ describe('pods on tsbox through CRI', () => {
     expect(alive(pid)).toBe(false);
     expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(p.id);
     expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(c);
-    expect(fs.existsSync(`/sys/fs/cgroup/memory/kubepods/pod${p.uid}/${c}`)).toBe(false);
+    expect(cgroupExists(`kubepods/pod${p.uid}/${c}`)).toBe(false);
     expect(fs.existsSync(path.join(rig().dir, 'tsbox', 'k8s.io', c))).toBe(false);
     expect(fs.existsSync(path.join(rig().dir, 'tsbox', 'k8s.io', p.id))).toBe(false);
     expect(fs.existsSync('/var/run/netns') ? fs.readdirSync('/var/run/netns') : []).toEqual(netnsBefore);

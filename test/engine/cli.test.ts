@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { makeBundle, Bundle, PROJECT_ROOT } from './bundle';
+import { cgroupExists } from '../cgroupfs';
 
 const TSBOX = path.join(PROJECT_ROOT, 'bin', 'tsbox');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-cli-'));
@@ -101,7 +102,7 @@ describe('tsbox CLI', () => {
     expect(r).toMatchObject({ code: 1, out: '' });
     expect(r.err).toBe('tsbox: linux.namespaces[5] (cgroup): setns /proc/self/ns/ipc: EINVAL (invalid argument)\n');
     expect(tsbox(['list', '-q']).out).toBe('');
-    expect(fs.existsSync(`/sys/fs/cgroup/memory/tsbox-test/${b.id}`)).toBe(false);
+    expect(cgroupExists(`tsbox-test/${b.id}`)).toBe(false);
   });
 
   it('says clearly what is wrong', () => {

@@ -24,7 +24,7 @@ async function expectCleanFailure(b: Bundle, message: RegExp): Promise<EngineErr
   expect(err).toBeInstanceOf(EngineError);
   expect((err as Error).message).toMatch(message);
   const after = footprint(h.root, b.id);
-  expect(after).toEqual({ mounts: before.mounts, sandboxes: [], cgroups: [], dirExists: false });
+  expect(after).toEqual({ mounts: before.mounts, sandboxes: [], cgroup: false, dirExists: false });
   return err as EngineError;
 }
 
@@ -105,7 +105,7 @@ describe('a create that fails', () => {
     const err = await slow.create(b).catch((e: unknown) => e);
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(String(err)).toMatch(/did not answer in time \(setup deadline\): ETIMEDOUT/);
-    expect(footprint(slow.root, b.id)).toEqual({ mounts: before.mounts, sandboxes: [], cgroups: [], dirExists: false });
+    expect(footprint(slow.root, b.id)).toEqual({ mounts: before.mounts, sandboxes: [], cgroup: false, dirExists: false });
     await slow.cleanup();
   });
 
@@ -124,7 +124,7 @@ describe('a create that fails', () => {
       const b = small.track(makeBundle('full', ['true']));
       const err = await engine.create(b.id, b.dir).catch((e: unknown) => e);
       expect(String(err)).toMatch(/ENOSPC/);
-      expect(footprint(path.join(full, 'root'), b.id)).toMatchObject({ sandboxes: [], cgroups: [], dirExists: false });
+      expect(footprint(path.join(full, 'root'), b.id)).toMatchObject({ sandboxes: [], cgroup: false, dirExists: false });
       await small.cleanup();
     } finally {
       execFileSync('umount', [full]);
@@ -139,7 +139,7 @@ describe('a create that fails', () => {
     expect(err).toMatchObject({ kind: 'AlreadyExists' });
     expect((await h.engine.ociState(a.id)).status).toBe('created');
     await h.engine.delete(a.id);
-    expect(footprint(h.root, a.id)).toMatchObject({ sandboxes: [], cgroups: [], dirExists: false });
+    expect(footprint(h.root, a.id)).toMatchObject({ sandboxes: [], cgroup: false, dirExists: false });
   });
 
   it('refuses operations the container status does not allow', async () => {

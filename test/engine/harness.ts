@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Engine, type EngineOptions } from '../../src/sandbox/engine';
 import type { Process } from '../../src/oci/spec';
 import { Bundle } from './bundle';
+import { cgroupExists } from '../cgroupfs';
 
 export class Harness {
   readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-root-'));
@@ -78,7 +79,7 @@ export class Harness {
 }
 
 /** What a failed create must not leave behind, measured before and after. */
-export function footprint(root: string, id: string): { mounts: number; sandboxes: string[]; cgroups: string[]; dirExists: boolean } {
+export function footprint(root: string, id: string): { mounts: number; sandboxes: string[]; cgroup: boolean; dirExists: boolean } {
   const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length;
   const sandboxes = fs
     .readdirSync('/proc')
@@ -91,9 +92,5 @@ export function footprint(root: string, id: string): { mounts: number; sandboxes
       }
     })
     .filter((c) => c.startsWith(path.resolve(__dirname, '../../build/bin/tsbox-sandbox')) && c.includes(id));
-  const cgroups = fs
-    .readdirSync('/sys/fs/cgroup')
-    .map((h) => path.join('/sys/fs/cgroup', h, 'tsbox-test', id))
-    .filter((d) => fs.existsSync(d));
-  return { mounts, sandboxes, cgroups, dirExists: fs.existsSync(path.join(root, id)) };
+  return { mounts, sandboxes, cgroup: cgroupExists(`tsbox-test/${id}`), dirExists: fs.existsSync(path.join(root, id)) };
 }
