@@ -50,6 +50,33 @@ describe('a container from an OCI bundle', () => {
     expect(r.out).toBe('mkdir=1\ntouch=ok\n');
   });
 
+  it('needs no syscall of the runtime in the profile of a process without no_new_privs', async () => {
+    // Without no_new_privs the filter is loaded while tsbox still holds CAP_SYS_ADMIN, i.e.
+    // before the cwd and HOME lookups; a profile made for runc (no openat2) must still run.
+    const b = makeBundle('noopenat2', ['sh', '-c', 'pwd; echo $HOME; exec sleep 30'], (s) => {
+      s.process!.noNewPrivileges = false;
+      s.process!.cwd = '/tmp';
+      s.process!.env = s.process!.env!.filter((e) => !e.startsWith('HOME='));
+      s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['openat2'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
+    });
+    await h.create(b);
+    await h.engine.start(b.id);
+    expect(await h.exec(b, ['sh', '-c', 'pwd; echo $HOME'], { cwd: '/etc', env: ['PATH=/bin'] })).toEqual({ status: 0, out: '/etc\n/root\n' });
+    await h.engine.kill(b.id, 9);
+    expect(await h.engine.wait(b.id)).toBe(137);
+    await h.engine.delete(b.id);
+    expect(h.output(b)).toEqual({ out: '/tmp\n/root\n', err: '' });
+  });
+
+  it('enters a cwd its user could not, as runc does (the chdir happens before the user switch)', async () => {
+    const b = makeBundle('rootcwd', ['pwd'], (s) => {
+      s.process!.user = { uid: 1000, gid: 1000 };
+      s.process!.cwd = '/root';
+    });
+    fs.chmodSync(path.join(b.dir, 'rootfs', 'root'), 0o700);
+    expect(await h.run(b)).toMatchObject({ status: 0, out: '/root\n' });
+  });
+
   it('compares masked arguments like runc (value is the mask, valueTwo the datum)', async () => {
     // Deny chmod only when others get exactly r-x: (mode & 07) == 05.
     const b = makeBundle('maskedeq', ['sh', '-c', 'touch /tmp/f; chmod 757 /tmp/f && echo ok; chmod 755 /tmp/f; echo no=$?'], (s) => {

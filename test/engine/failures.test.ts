@@ -67,12 +67,12 @@ describe('a create that fails', () => {
   });
 
   it('reports a failing setup step from inside the new container', async () => {
-    const b = makeBundle('badcwd', ['true'], (s) => {
-      s.process!.user = { uid: 1000, gid: 1000 };
-      s.process!.cwd = '/root'; // 0700 root: the user cannot enter it; runc fails create too
+    // More open files than fs.nr_open allows: setrlimit fails in the init, as with runc.
+    const b = makeBundle('badrlimit', ['true'], (s) => {
+      s.process!.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 2 ** 40, soft: 2 ** 40 }];
     });
-    const err = await expectCleanFailure(b, /^process\.cwd: chdir \/root: EACCES \(permission denied\)$/);
-    expect(err.detail).toMatchObject({ step: 'chdir /root', errno: 'EACCES', field: 'process.cwd' });
+    const err = await expectCleanFailure(b, /^process\.rlimits\[0\]: setrlimit 7: EPERM \(operation not permitted\)$/);
+    expect(err.detail).toMatchObject({ step: 'setrlimit 7', errno: 'EPERM', field: 'process.rlimits[0]' });
   });
 
   it('fails the create, not the start, for a program that does not exist (as runc)', async () => {

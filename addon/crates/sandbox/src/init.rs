@@ -200,8 +200,8 @@ fn run_init(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>, mut state
     };
     let early_seccomp = filter.is_some() && !plan.process.no_new_privileges;
     setup_stdio(&plan.process, stdio)?;
-    setup_process(&plan.process, if early_seccomp { filter.as_ref() } else { None })?;
-    let program = Program::prepare(&plan.process)?;
+    let home = setup_process(&plan.process, if early_seccomp { filter.as_ref() } else { None })?;
+    let program = Program::prepare(&plan.process, home)?;
 
     sync::send(sync_fd, &FromChild::Ready)?;
     match wait_for(sync_fd, "start")? {
@@ -254,8 +254,8 @@ fn exec_process(process: &ProcessPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) -> !
         };
         let early = filter.is_some() && !process.no_new_privileges;
         setup_stdio(process, stdio)?;
-        setup_process(process, if early { filter.as_ref() } else { None })?;
-        let program = Program::prepare(process)?;
+        let home = setup_process(process, if early { filter.as_ref() } else { None })?;
+        let program = Program::prepare(process, home)?;
         if let (Some(f), false) = (&filter, early) {
             seccomp::load(f)?;
         }
@@ -738,10 +738,24 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
 const PR_CAP_AMBIENT: libc::c_int = 47;
 const PR_CAP_AMBIENT_RAISE: libc::c_ulong = 2;
 
-fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterContext>) -> Result<()> {
+/// Becomes the process the spec describes, short of execve. Returns the HOME to give it
+/// when its env has none. Everything that looks a path up inside the root (openat2) is
+/// done before an early seccomp filter is loaded: the container's profile need not allow
+/// syscalls only the runtime uses (runtime-tools' default profile has no openat2).
+fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterContext>) -> Result<Option<String>> {
     // Only stdio crosses into the container's program (runc closes the rest too); done
     // before any seccomp filter could refuse close_range.
     crate::cloexec_from(3);
+    // Resolved inside the root with no magic links: a cwd can never be a host fd's
+    // directory (/proc/self/fd/N), whatever the spec or the image says. Entered while
+    // still root, as runc's first chdir does.
+    let cwd = Root::open("/")
+        .and_then(|r| r.resolve(&p.cwd, libc::O_PATH | libc::O_DIRECTORY, 0))
+        .map_err(|e| e.with_field("process.cwd"))?;
+    ok(unsafe { libc::fchdir(cwd.as_raw_fd()) }, || format!("chdir {}", p.cwd)).map_err(|e| e.with_field("process.cwd"))?;
+    drop(cwd);
+    // Like runc: a process without HOME gets its user's home directory.
+    let home = (!p.env.iter().any(|e| e.starts_with("HOME="))).then(|| home_of(p.uid));
     for r in &p.rlimits {
         let lim = libc::rlimit { rlim_cur: r.soft.unwrap_or(libc::RLIM_INFINITY), rlim_max: r.hard.unwrap_or(libc::RLIM_INFINITY) };
         ok(unsafe { libc::setrlimit(r.resource as _, &lim) }, || format!("setrlimit {}", r.resource))
@@ -768,12 +782,6 @@ fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterC
         .map_err(|e| e.with_field("process.user.additionalGids"))?;
     ok(unsafe { libc::setresgid(p.gid, p.gid, p.gid) }, || format!("setresgid {}", p.gid)).map_err(|e| e.with_field("process.user.gid"))?;
     ok(unsafe { libc::setresuid(p.uid, p.uid, p.uid) }, || format!("setresuid {}", p.uid)).map_err(|e| e.with_field("process.user.uid"))?;
-    // Resolved inside the root with no magic links: a cwd can never be a host fd's
-    // directory (/proc/self/fd/N), whatever the spec or the image says.
-    let cwd = Root::open("/")
-        .and_then(|r| r.resolve(&p.cwd, libc::O_PATH | libc::O_DIRECTORY, 0))
-        .map_err(|e| e.with_field("process.cwd"))?;
-    ok(unsafe { libc::fchdir(cwd.as_raw_fd()) }, || format!("chdir {}", p.cwd)).map_err(|e| e.with_field("process.cwd"))?;
     if let Some(caps) = &p.capabilities {
         let mask = if last >= 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 };
         ok(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) }, || "prctl PR_SET_KEEPCAPS".into())?;
@@ -796,7 +804,7 @@ fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterC
         ok(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }, || "prctl PR_SET_NO_NEW_PRIVS".into())
             .map_err(|e| e.with_field("process.noNewPrivileges"))?;
     }
-    Ok(())
+    Ok(home)
 }
 
 /// args[0] as execve needs it: a path, or looked up on the process's own PATH.
@@ -851,13 +859,10 @@ struct Program {
 }
 
 impl Program {
-    fn prepare(p: &ProcessPlan) -> Result<Program> {
+    fn prepare(p: &ProcessPlan, home: Option<String>) -> Result<Program> {
         let path = resolve_program(p)?;
         let mut env = p.env.clone();
-        // Like runc: a process without HOME gets its user's home directory.
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={}", home_of(p.uid)));
-        }
+        env.extend(home.map(|h| format!("HOME={h}")));
         Ok(Program { path: cstring(&path), args: p.args.iter().map(|a| cstring(a)).collect(), env: env.iter().map(|e| cstring(e)).collect() })
     }
 
