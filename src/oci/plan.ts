@@ -403,8 +403,9 @@ function planMount(m: Mount, i: number, bundle: string, ctx: PlanContext): Mount
   checkProcMount(destination, type, bind, `${field}.destination`);
   if (bind) {
     if (!m.source) throw new PlanError(`${field}.source`, 'a bind mount needs a source');
-    // A bind mount takes no filesystem data: an unknown word here is a typo, not data.
-    const unknown = data.findIndex((d) => !IGNORED_BIND_OPTIONS.has(d));
+    // A bind mount takes no filesystem data. `key=value` options (mode=755, size=…) are
+    // ignored, as the kernel and runc ignore them; a bare unknown word is a typo of a flag.
+    const unknown = data.findIndex((d) => !IGNORED_BIND_OPTIONS.has(d) && !d.includes('='));
     if (unknown >= 0) throw new PlanError(`${field}.options[${dataIndex[unknown]}]`, `unknown option "${data[unknown]}" for a bind mount`);
     const source = isAbs(m.source) ? m.source : path.join(bundle, m.source);
     return [

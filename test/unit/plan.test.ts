@@ -60,6 +60,9 @@ describe('planContainer', () => {
     expect(parseMountOptions(['rro', 'rnosuid', 'rsuid', 'rexec'])).toMatchObject({ flags: 0, recursiveSet: MS.RDONLY, recursiveClear: MS.NOSUID | MS.NOEXEC });
     const typo = spec((s) => s.mounts!.push({ destination: '/d', type: 'bind', source: '/x', options: ['rbind', 'rsharedd'] }));
     expect(() => planContainer(typo, ctx)).toThrow('mounts[6].options[1]: unknown option "rsharedd" for a bind mount');
+    // Filesystem data on a bind mount means nothing to the kernel: ignored, as runc does.
+    const data = planContainer(spec((s) => s.mounts!.push({ destination: '/d', type: 'bind', source: '/x', options: ['rbind', 'mode=755'] })), ctx);
+    expect(data.mounts.find((m) => m.destination === '/d')).toMatchObject({ bind: true, data: '' });
   });
 
   it('plans bind mounts with a remount for their flags, relative sources from the bundle', () => {
