@@ -6,7 +6,7 @@ NODE_BIN := node_modules/.bin
 CONTAINERD2 = $(shell scripts/containerd2-dir)
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-e2e-containerd2 test-vm test-rust demo clean
+.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-e2e-containerd2 test-vm test-runtime-tools test-rust demo clean
 
 setup:
 	scripts/setup
@@ -45,7 +45,8 @@ images:
 
 # Every lane: Rust unit tests; jest's unit, engine and e2e projects (e2e on Debian's
 # containerd 1.6); the e2e project again on containerd 2.x (built by setup); the engine and
-# e2e projects in a cgroup v2 VM (scripts/vm). One summary line over all of them.
+# e2e projects in a cgroup v2 VM (scripts/vm); OCI runtime-tools' validations beside runc.
+# One summary line over the jest lanes.
 RESULTS := build/jest-results.json build/jest-results-containerd2.json build/vm/jest-results.json
 test: setup build
 	$(MAKE) --no-print-directory test-rust
@@ -54,6 +55,7 @@ test: setup build
 	TSBOX_CONTAINERD_DIR=$(CONTAINERD2) $(NODE_BIN)/jest --ci --selectProjects e2e \
 		--json --outputFile=build/jest-results-containerd2.json || status=1; \
 	$(MAKE) --no-print-directory test-vm || status=1; \
+	$(MAKE) --no-print-directory test-runtime-tools || status=1; \
 	node -e 'const rs = process.argv.slice(1).map((f) => { try { return require(`./$${f}`); } catch { return { numPassedTests: 0, numFailedTests: 1 }; } }); const sum = (k) => rs.reduce((n, r) => n + r[k], 0); console.log(`jest: $${sum("numPassedTests")} passed, $${sum("numFailedTests")} failed`)' $(RESULTS); \
 	exit $$status
 
@@ -67,6 +69,11 @@ test-vm:
 	TSBOX_VM_OUT=$(CURDIR)/build/vm scripts/vm run \
 		'$(NODE_BIN)/jest --ci --selectProjects engine e2e --testPathIgnorePatterns test/e2e/reliability \
 		--json --outputFile=build/vm/jest-results.json'
+
+# OCI runtime-tools' validation programs against bin/tsbox and Debian's runc: fails if
+# tsbox fails one that runc passes (scripts/runtime-tools).
+test-runtime-tools:
+	scripts/runtime-tools compare
 
 test-unit:
 	$(NODE_BIN)/jest --selectProjects unit
