@@ -6,7 +6,7 @@ NODE_BIN := node_modules/.bin
 CONTAINERD2 = $(shell scripts/containerd2-dir)
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-e2e-containerd2 test-vm test-runtime-tools test-rust demo clean
+.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-e2e-containerd2 test-vm test-runtime-tools test-critest test-rust demo clean
 
 setup:
 	scripts/setup
@@ -45,8 +45,8 @@ images:
 
 # Every lane: Rust unit tests; jest's unit, engine and e2e projects (e2e on Debian's
 # containerd 1.6); the e2e project again on containerd 2.x (built by setup); the engine and
-# e2e projects in a cgroup v2 VM (scripts/vm); OCI runtime-tools' validations beside runc.
-# One summary line over the jest lanes.
+# e2e projects in a cgroup v2 VM (scripts/vm); OCI runtime-tools' validations and CRI's
+# critest beside runc. One summary line over the jest lanes.
 RESULTS := build/jest-results.json build/jest-results-containerd2.json build/vm/jest-results.json
 test: setup build
 	$(MAKE) --no-print-directory test-rust
@@ -56,6 +56,7 @@ test: setup build
 		--json --outputFile=build/jest-results-containerd2.json || status=1; \
 	$(MAKE) --no-print-directory test-vm || status=1; \
 	$(MAKE) --no-print-directory test-runtime-tools || status=1; \
+	$(MAKE) --no-print-directory test-critest || status=1; \
 	node -e 'const rs = process.argv.slice(1).map((f) => { try { return require(`./$${f}`); } catch { return { numPassedTests: 0, numFailedTests: 1 }; } }); const sum = (k) => rs.reduce((n, r) => n + r[k], 0); console.log(`jest: $${sum("numPassedTests")} passed, $${sum("numFailedTests")} failed`)' $(RESULTS); \
 	exit $$status
 
@@ -74,6 +75,11 @@ test-vm:
 # tsbox fails one that runc passes (scripts/runtime-tools).
 test-runtime-tools:
 	scripts/runtime-tools compare
+
+# critest (CRI validation) with handler runc, then tsbox, on containerd 1.6 and 2.x: fails
+# if tsbox fails a test that runc passes (scripts/critest).
+test-critest:
+	scripts/critest compare
 
 test-unit:
 	$(NODE_BIN)/jest --selectProjects unit
