@@ -6,7 +6,7 @@ NODE_BIN := node_modules/.bin
 CONTAINERD2 = $(shell scripts/containerd2-dir)
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-e2e-containerd2 test-vm test-runtime-tools test-critest test-rust demo clean
+.PHONY: setup build native ts proto images test test-unit test-engine test-e2e test-e2e-containerd2 test-vm test-runtime-tools test-critest test-rust lint fmt demo clean
 
 setup:
 	scripts/setup
@@ -95,6 +95,24 @@ test-e2e-containerd2:
 
 test-rust:
 	cargo test --release --quiet --manifest-path addon/Cargo.toml
+
+# The lint gate: rustfmt and clippy over the addon workspace, ESLint with type information
+# (typescript-eslint's recommended-type-checked rules) over src/ and test/, and prettier.
+# ESLint types the code from src/gen (proto) and the addon's build/native/index.d.ts, made
+# by `make native` when missing. `make fmt` applies both formatters.
+PRETTIER_FILES := src test scripts/*.js scripts/soak jest.config.js eslint.config.mjs
+lint: proto build/native/index.d.ts
+	cargo fmt --manifest-path addon/Cargo.toml --all --check
+	cargo clippy --quiet --manifest-path addon/Cargo.toml --all-targets -- -D warnings
+	$(NODE_BIN)/eslint --max-warnings 0 src test
+	$(NODE_BIN)/prettier --check --log-level warn $(PRETTIER_FILES)
+
+fmt:
+	cargo fmt --manifest-path addon/Cargo.toml --all
+	$(NODE_BIN)/prettier --write --log-level warn $(PRETTIER_FILES)
+
+build/native/index.d.ts:
+	$(MAKE) --no-print-directory native
 
 demo: setup build
 	scripts/demo
