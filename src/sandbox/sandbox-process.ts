@@ -57,6 +57,36 @@ function runnable(binary: string): string {
 
 type Pending = { resolve(v: unknown): void; reject(e: Error): void };
 
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** One line from tsbox-sandbox, checked: an answer to request `id`, an exit or an OOM event. */
+type WireMessage = { kind: 'answer'; id: number; ok: unknown; err: WireError | null } | { kind: 'exit'; event: ExitEvent } | { kind: 'oom'; container: string };
+
+/** Parses and checks one line; null for anything that is not a message we know (skipped, as before). */
+export function parseWireMessage(line: string): WireMessage | null {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (!isRecord(msg)) return null;
+  if (msg.event === 'oom') return typeof msg.container === 'string' ? { kind: 'oom', container: msg.container } : null;
+  if (msg.event === 'exit') {
+    const { container, exec, pid, status } = msg;
+    if (typeof container !== 'string' || typeof pid !== 'number' || typeof status !== 'number') return null;
+    return { kind: 'exit', event: { container, exec: typeof exec === 'string' ? exec : null, pid, status } };
+  }
+  if (typeof msg.id !== 'number') return null;
+  return { kind: 'answer', id: msg.id, ok: msg.ok, err: isRecord(msg.err) ? wireError(msg.err) : null };
+}
+
+/** The sandbox's {step, errno, errnoName, field, message}; a missing field reads as empty. */
+function wireError(e: Record<string, unknown>): WireError {
+  const str = (v: unknown) => (typeof v === 'string' ? v : '');
+  return { step: str(e.step), errno: typeof e.errno === 'number' ? e.errno : 0, errnoName: str(e.errnoName), field: str(e.field), message: str(e.message) };
+}
+
 export function sandboxError(e: WireError): EngineError {
   const kind =
     e.errnoName === 'EEXIST' ? 'AlreadyExists' : e.errnoName === 'ENOENT' && !e.field ? 'NotFound' : e.errnoName === 'ESRCH' ? 'NotFound' : 'FailedPrecondition';
@@ -151,7 +181,7 @@ export class SandboxConnection extends EventEmitter {
     const id = this.nextId++;
     const line = Buffer.from(`${JSON.stringify({ id, ...op, fds: fds.length })}\n`);
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { resolve, reject });
       let sent: number;
       try {
         sent = native.sendWithFds(this.fd, line, fds);
@@ -171,21 +201,16 @@ export class SandboxConnection extends EventEmitter {
     while ((nl = this.buffered.indexOf('\n')) >= 0) {
       const line = this.buffered.slice(0, nl);
       this.buffered = this.buffered.slice(nl + 1);
-      let msg: { id?: number | null; ok?: unknown; err?: WireError; event?: string } & Partial<ExitEvent>;
-      try {
-        msg = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      if (msg.event === 'oom') {
+      const msg = parseWireMessage(line);
+      if (msg === null) continue;
+      if (msg.kind === 'oom') {
         this.emit('oom', msg.container);
         continue;
       }
-      if (msg.event === 'exit') {
-        this.emit('exit', { container: msg.container, exec: msg.exec ?? null, pid: msg.pid, status: msg.status } as ExitEvent);
+      if (msg.kind === 'exit') {
+        this.emit('exit', msg.event);
         continue;
       }
-      if (typeof msg.id !== 'number') continue;
       const p = this.pending.get(msg.id);
       if (!p) continue;
       this.pending.delete(msg.id);

@@ -28,9 +28,9 @@ export function loadConfig(path: string | undefined): ShimConfig {
   const { parse } = require('smol-toml') as typeof import('smol-toml');
   let doc: Record<string, unknown>;
   try {
-    doc = parse(fs.readFileSync(path, 'utf8')) as Record<string, unknown>;
+    doc = parse(fs.readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new Error(`tsbox config ${path}: ${(e as Error).message}`);
+    throw new Error(`tsbox config ${path}: ${(e as Error).message}`, { cause: e });
   }
   const cfg: ShimConfig = { ...DEFAULT_CONFIG };
   for (const [k, v] of Object.entries(doc)) {

@@ -8,7 +8,6 @@ export interface ShimFlags {
   namespace: string;
   id: string;
   address: string;
-  publishBinary: string;
   bundle: string;
   socket: string;
   debug: boolean;
@@ -16,6 +15,8 @@ export interface ShimFlags {
   action: string;
 }
 
+// -publish-binary and -debug-socket are accepted and ignored: events go to containerd over
+// ttrpc on $TTRPC_ADDRESS (events.ts), not through a publish binary.
 const STRING_FLAGS = new Set(['namespace', 'id', 'address', 'publish-binary', 'bundle', 'socket', 'debug-socket']);
 const BOOL_FLAGS = new Set(['debug', 'v', 'version', 'info']);
 
@@ -40,7 +41,6 @@ export function parseShimFlags(argv: string[]): ShimFlags {
     namespace: values.get('namespace') ?? '',
     id: values.get('id') ?? '',
     address: values.get('address') ?? '',
-    publishBinary: values.get('publish-binary') ?? '',
     bundle: values.get('bundle') ?? '',
     socket: values.get('socket') ?? '',
     debug: bool('debug'),

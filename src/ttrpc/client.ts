@@ -82,7 +82,7 @@ class ClientConnection {
         p.reject(new RpcError(Code.INTERNAL, `ttrpc: bad response: ${(e as Error).message}`));
         continue;
       }
-      const code = res.status?.code ?? Code.OK;
+      const code: Code = res.status?.code ?? Code.OK;
       if (code !== Code.OK) p.reject(new RpcError(code, res.status?.message ?? ''));
       else p.resolve(res.payload);
     }

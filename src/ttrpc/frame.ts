@@ -17,7 +17,8 @@ export enum MessageType {
 export interface FrameHeader {
   length: number;
   streamId: number;
-  type: number;
+  /** As read off the wire: a byte that may be none of MessageType's members. */
+  type: MessageType;
   flags: number;
 }
 

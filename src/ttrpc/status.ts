@@ -52,9 +52,6 @@ export class RpcError extends Error {
   static unavailable(message: string): RpcError {
     return new RpcError(Code.UNAVAILABLE, message);
   }
-  static internal(message: string): RpcError {
-    return new RpcError(Code.INTERNAL, message);
-  }
 }
 
 /**

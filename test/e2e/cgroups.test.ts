@@ -33,7 +33,7 @@ describe('cgroups through the shim', () => {
     await ctr(['run', '-d', ...TSBOX, '--memory-limit', String(64 << 20), IMAGE, id, 'sh', '-c', 'while :; do :; done']);
     try {
       await until(() => cpuUsageNs(`default/${id}`) > 10_000_000, 'cpu time accumulates');
-      const m = metrics(JSON.parse((await ctr(['task', 'metrics', '--format', 'json', id])).stdout));
+      const m = metrics(JSON.parse((await ctr(['task', 'metrics', '--format', 'json', id])).stdout) as MetricsJson);
       expect(m.cpuNs).toBeGreaterThan(10_000_000);
       expect(m.cpuNs).toBeLessThanOrEqual(cpuUsageNs(`default/${id}`));
       expect(m.memory).toBeGreaterThan(0);

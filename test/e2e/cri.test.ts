@@ -83,6 +83,11 @@ async function execSync(id: string, cmd: string[], timeout = 10): Promise<{ stdo
   return { stdout: Buffer.from(r.stdout).toString(), stderr: Buffer.from(r.stderr).toString(), exit_code: r.exit_code };
 }
 
+/** The init's pid from a verbose ContainerStatus's info.info JSON (NaN when absent). */
+function infoPid(info: Record<string, string>): number {
+  return Number((JSON.parse(info.info ?? '{}') as { pid?: unknown }).pid);
+}
+
 async function removePod(pod: Pod): Promise<void> {
   await cri.call('StopPodSandbox', { pod_sandbox_id: pod.id });
   await cri.call('RemovePodSandbox', { pod_sandbox_id: pod.id });
@@ -199,7 +204,7 @@ describe('pods on tsbox through CRI', () => {
     // Read from the host: on v2, CRI gives the container a cgroup namespace, so inside
     // its cgroup is `/`.
     const info = (await cri.call<{ info: Record<string, string> }>('ContainerStatus', { container_id: c, verbose: true })).info;
-    const pid = Number(JSON.parse(info.info ?? '{}').pid);
+    const pid = infoPid(info);
     const slice = (p.config.linux as { cgroup_parent: string }).cgroup_parent;
     expect(memoryCgroupOf(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))).toBe(`/kubepods.slice/${slice}/cri-containerd-${c}.scope`);
     await removePod(p);
@@ -230,7 +235,10 @@ describe('pods on tsbox through CRI', () => {
     const big = await execSync(c, ['sh', '-c', 'head -c 3000000 /dev/zero | tr "\\0" x']);
     expect(big.stdout.length).toBe(3000000);
     const started = Date.now();
-    const slow = await execSync(c, ['sleep', '30'], 1).catch((e: Error) => e);
+    const slow = await execSync(c, ['sleep', '30'], 1).then(
+      () => new Error('ExecSync returned'),
+      (e: Error) => e,
+    );
     expect(Date.now() - started).toBeLessThan(15000);
     expect(String(slow)).toMatch(/timeout|deadline/i);
     await removePod(p);
@@ -263,7 +271,7 @@ describe('pods on tsbox through CRI', () => {
     const p = await runPod();
     const c = await startContainer(p, 'gone', ['sleep', '60']);
     const pidOf = (await cri.call<{ info: Record<string, string> }>('ContainerStatus', { container_id: c, verbose: true })).info;
-    const pid = Number(JSON.parse(pidOf.info ?? '{}').pid);
+    const pid = infoPid(pidOf);
     expect(pid).toBeGreaterThan(0);
     await removePod(p);
     expect(alive(pid)).toBe(false);

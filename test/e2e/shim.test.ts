@@ -82,7 +82,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     expect(out).toBe('abc eof\n');
   });
 
-  it('runs -t under a pty: tty and the terminal size inside', async () => {
+  it('runs -t under a pty: tty and the terminal size inside', () => {
     const id = uniqueId('tty');
     // ctr sends the size only after the start: wait inside for a non-zero one.
     const wait = 'while :; do stty size >/tmp/s 2>/dev/null; read s </tmp/s; [ -n "$s" ] && [ "$s" != "0 0" ] && break; done';

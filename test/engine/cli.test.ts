@@ -31,6 +31,9 @@ function tsboxDetached(args: string[], dir: string): { code: number; out: string
   return { code: r.status ?? -1, out: fs.readFileSync(outFile, 'utf8'), err: fs.readFileSync(errFile, 'utf8') };
 }
 
+/** expect.stringMatching as what it is: @types/jest declares its asymmetric matchers `any`. */
+const matching = (re: RegExp) => expect.stringMatching(re) as jest.AsymmetricMatcher;
+
 function bundle(prefix: string, args: string[], edit?: Parameters<typeof makeBundle>[2]): Bundle {
   const b = makeBundle(prefix, args, edit);
   bundles.push(b);
@@ -54,15 +57,15 @@ describe('tsbox CLI', () => {
     const b = bundle('clilife', ['sleep', '60']);
     const pidFile = path.join(b.dir, 'init.pid');
     expect(tsboxDetached(['create', '--bundle', b.dir, '--pid-file', pidFile, b.id], b.dir)).toMatchObject({ code: 0, err: '' });
-    const created = JSON.parse(tsbox(['state', b.id]).out);
+    const created = JSON.parse(tsbox(['state', b.id]).out) as { pid: number };
     expect(created).toMatchObject({ ociVersion: '1.0.2', id: b.id, status: 'created', bundle: b.dir });
     expect(fs.readFileSync(pidFile, 'utf8')).toBe(String(created.pid));
 
     expect(tsbox(['start', b.id]).code).toBe(0);
     expect(JSON.parse(tsbox(['state', b.id]).out)).toMatchObject({ status: 'running', pid: created.pid });
     expect(JSON.parse(tsbox(['ps', '--format', 'json', b.id]).out)).toEqual([created.pid]);
-    const listed = JSON.parse(tsbox(['list', '--format', 'json']).out);
-    expect(listed).toEqual([expect.objectContaining({ id: b.id, pid: created.pid, status: 'running', bundle: b.dir })]);
+    const listed = JSON.parse(tsbox(['list', '--format', 'json']).out) as unknown;
+    expect(listed).toMatchObject([{ id: b.id, pid: created.pid, status: 'running', bundle: b.dir }]);
     expect(tsbox(['list']).out).toMatch(new RegExp(`^ID\\s+PID\\s+STATUS\\s+BUNDLE\\s+CREATED\\s+OWNER\\n${b.id}\\s+${created.pid}\\s+running\\s`));
 
     expect(tsbox(['exec', b.id, 'sh', '-c', 'echo in $(hostname); exit 5'])).toEqual({ code: 5, out: `in ${b.id}\n`, err: '' });
@@ -70,11 +73,11 @@ describe('tsbox CLI', () => {
     fs.writeFileSync(proc, JSON.stringify({ ...b.spec.process, args: ['id', '-u'], user: { uid: 1000, gid: 1000 } }));
     expect(tsbox(['exec', '--process', proc, b.id])).toEqual({ code: 0, out: '1000\n', err: '' });
 
-    expect(tsbox(['delete', b.id])).toMatchObject({ code: 1, err: expect.stringMatching(/it is running \(use force\)/) });
+    expect(tsbox(['delete', b.id])).toMatchObject({ code: 1, err: matching(/it is running \(use force\)/) });
     expect(tsbox(['kill', b.id, 'KILL']).code).toBe(0);
     // kill returns once the signal is sent; state settles when the sandbox has reaped it.
-    let st;
-    do st = JSON.parse(tsbox(['state', b.id]).out);
+    let st: { status: string };
+    do st = JSON.parse(tsbox(['state', b.id]).out) as { status: string };
     while (st.status !== 'stopped');
     expect(tsbox(['delete', b.id]).code).toBe(0);
     expect(tsbox(['state', b.id])).toMatchObject({ code: 1, err: `tsbox: container ${b.id} does not exist\n` });
@@ -106,9 +109,9 @@ describe('tsbox CLI', () => {
   });
 
   it('says clearly what is wrong', () => {
-    expect(tsbox(['create', '--bundle', '/nonexistent', 'nobundle'])).toMatchObject({ code: 1, err: expect.stringMatching(/^tsbox: .*config\.json/) });
-    expect(tsbox(['kill', 'whatever', 'SIGNOPE'])).toMatchObject({ code: 2, err: expect.stringMatching(/^tsbox: unknown signal "SIGNOPE"/) });
-    expect(tsbox(['frobnicate'])).toMatchObject({ code: 2, err: expect.stringMatching(/^tsbox: unknown command "frobnicate"/) });
+    expect(tsbox(['create', '--bundle', '/nonexistent', 'nobundle'])).toMatchObject({ code: 1, err: matching(/^tsbox: .*config\.json/) });
+    expect(tsbox(['kill', 'whatever', 'SIGNOPE'])).toMatchObject({ code: 2, err: matching(/^tsbox: unknown signal "SIGNOPE"/) });
+    expect(tsbox(['frobnicate'])).toMatchObject({ code: 2, err: matching(/^tsbox: unknown command "frobnicate"/) });
     expect(tsbox(['delete', '--force', 'never-existed']).code).toBe(0);
     expect(fs.readdirSync(root).filter((f) => !f.startsWith('.'))).toEqual([]); // .sockets/ stays
     expect(fs.readdirSync(path.join(root, '.sockets'))).toEqual([]);
@@ -118,7 +121,7 @@ describe('tsbox CLI', () => {
     const log = path.join(root, '..', `tsbox-cli-log-${process.pid}.json`);
     const r = spawnSync(TSBOX, ['--root', root, '--log', log, '--log-format', 'json', 'state', 'ghost'], { encoding: 'utf8' });
     expect(r.status).toBe(1);
-    const entry = JSON.parse(fs.readFileSync(log, 'utf8').trim());
+    const entry = JSON.parse(fs.readFileSync(log, 'utf8').trim()) as unknown;
     fs.rmSync(log);
     expect(entry).toMatchObject({ level: 'error', msg: 'container ghost does not exist' });
   });

@@ -410,13 +410,13 @@ describe('a container from an OCI bundle', () => {
     const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
     expect(lines.map((l) => l.split(' ')[0])).toEqual(['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop']);
     for (const l of lines) {
-      const state = JSON.parse(l.slice(l.indexOf(' ') + 1));
+      const state = JSON.parse(l.slice(l.indexOf(' ') + 1)) as { pid?: number };
       expect(state).toMatchObject({ id: b.id, bundle: b.dir, ociVersion: '1.0.2' });
       // A stopped container has no pid (runc gives poststop none either).
       if (l.startsWith('poststop')) expect(state.pid).toBeUndefined();
       else expect(state.pid).toBeGreaterThan(1);
     }
-    expect(JSON.parse(lines[5].slice(9)).status).toBe('stopped');
+    expect((JSON.parse(lines[5].slice(9)) as { status: string }).status).toBe('stopped');
   });
 
   it('keeps metadata a new engine can read, and marks a container whose sandbox died as stopped', async () => {

@@ -108,7 +108,7 @@ describe('planContainer', () => {
     expect(p.hookState).toMatchObject({ id: 'c1', bundle: '/b', status: 'creating' });
   });
 
-  it.each<[string, (s: Spec) => void, string | ReturnType<typeof expect.stringMatching>]>([
+  it.each<[string, (s: Spec) => void, string | jest.AsymmetricMatcher]>([
     ['no root', (s) => delete s.root, 'root.path: is required'],
     ['unknown namespace', (s) => s.linux!.namespaces!.push({ type: 'time' }), 'linux.namespaces[5].type: unknown namespace type "time"'],
     ['duplicate namespace', (s) => s.linux!.namespaces!.push({ type: 'pid' }), 'linux.namespaces[5].type: namespace "pid" is listed twice'],

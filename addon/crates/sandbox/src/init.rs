@@ -148,7 +148,7 @@ fn spawn_init(sync_fd: RawFd) -> Result<i32> {
     let mut p = [0; 2];
     ok(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, || "pipe".into())?;
     let (r, w) = (own(p[0]), own(p[1]));
-    match tsbox_sys::sys::clone3(0, None)? {
+    match tsbox_sys::sys::clone3(0)? {
         tsbox_sys::sys::Forked::Child => {
             drop(w);
             let mut buf = [0u8; 4];
@@ -341,15 +341,15 @@ impl Deferred {
 
 fn prepare_rootfs(plan: &ContainerPlan, defer_proc: bool) -> Result<Vec<Deferred>> {
     let rootfs = plan.rootfs.as_str();
-    let prop = if plan.rootfs_propagation != 0 { plan.rootfs_propagation } else { (libc::MS_SLAVE | libc::MS_REC) as u64 };
+    let prop = if plan.rootfs_propagation != 0 { plan.rootfs_propagation } else { libc::MS_SLAVE | libc::MS_REC };
     mount(None, "/", None, prop, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
-    if prop & libc::MS_SHARED as u64 != 0 {
+    if prop & libc::MS_SHARED != 0 {
         // pivot_root refuses a new root whose parent mount is shared (runc does the same).
         let parent = parent_mount(rootfs);
-        mount(None, &parent, None, libc::MS_PRIVATE as u64, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
+        mount(None, &parent, None, libc::MS_PRIVATE, None).map_err(|e| e.with_field("linux.rootfsPropagation"))?;
     }
     // pivot_root needs the new root to be a mount point.
-    mount(Some(rootfs), rootfs, None, (libc::MS_BIND | libc::MS_REC) as u64, None).map_err(|e| e.with_field("root.path"))?;
+    mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None).map_err(|e| e.with_field("root.path"))?;
     let root = Root::open(rootfs).map_err(|e| e.with_field("root.path"))?;
     let mut deferred = Vec::new();
     for m in &plan.mounts {
@@ -380,7 +380,7 @@ fn prepare_rootfs(plan: &ContainerPlan, defer_proc: bool) -> Result<Vec<Deferred
 /// A bind's source cloned, detached, with the bind's flags already set.
 fn bind_tree(m: &MountPlan) -> Result<OwnedFd> {
     let src = open(&m.source, libc::O_PATH).map_err(|e| SysError::new(format!("bind source {}", m.source), e.errno))?;
-    let tree = mnt::clone_tree(&src, m.flags & libc::MS_REC as u64 != 0)?;
+    let tree = mnt::clone_tree(&src, m.flags & libc::MS_REC != 0)?;
     if m.remount {
         mnt::set_bind_flags(&tree, m.flags)?;
     }
@@ -460,7 +460,7 @@ fn kernel_fs_target(root: &Root, m: &MountPlan) -> Result<OwnedFd> {
 /// The plan allows only a few files under /proc; a destination that reaches /proc
 /// through a symlink in the image would get around that.
 fn not_into_proc(target: &OwnedFd, m: &MountPlan) -> Result<()> {
-    if !m.destination.starts_with("/proc/") && inroot::fstatfs_type(target.as_raw_fd())? == libc::PROC_SUPER_MAGIC as i64 {
+    if !m.destination.starts_with("/proc/") && inroot::fstatfs_type(target.as_raw_fd())? == libc::PROC_SUPER_MAGIC {
         return Err(SysError::new(format!("{} resolves into /proc", m.destination), libc::EPERM));
     }
     Ok(())
@@ -532,14 +532,14 @@ fn pivot(rootfs: &str) -> Result<()> {
             // because "." may still name the new root, whose mounts must keep the
             // propagation the spec gave them (rshared volumes).
             ok(unsafe { libc::fchdir(old_root.as_raw_fd()) }, || "chdir to the old root".into())?;
-            mount(None, ".", None, (libc::MS_SLAVE | libc::MS_REC) as u64, None)?;
+            mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None)?;
             let dot = cstring(".");
             ok(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) }, || "unmount the old root".into())?;
         }
         // An initramfs (ramfs/tmpfs) host root cannot be pivoted away from: move and chroot
         // instead. Anywhere else EINVAL is a real error: a chroot would be escapable.
         Err(e) if e.errno == libc::EINVAL && host_root_is_ramfs() => {
-            mount(Some(rootfs), "/", None, libc::MS_MOVE as u64, None).map_err(|e| e.with_field("root.path"))?;
+            mount(Some(rootfs), "/", None, libc::MS_MOVE, None).map_err(|e| e.with_field("root.path"))?;
             let dot = cstring(".");
             ok(unsafe { libc::chroot(dot.as_ptr()) }, || format!("chroot {rootfs}"))?;
         }
@@ -562,7 +562,7 @@ fn host_root_is_ramfs() -> bool {
 /// not a bind), for writes that must reach the kernel and nothing else.
 fn container_proc(root: &Root) -> Result<OwnedFd> {
     let proc = root.resolve("/proc", libc::O_PATH | libc::O_DIRECTORY, inroot::RESOLVE_NO_SYMLINKS)?;
-    if inroot::fstatfs_type(proc.as_raw_fd())? != libc::PROC_SUPER_MAGIC as i64 {
+    if inroot::fstatfs_type(proc.as_raw_fd())? != libc::PROC_SUPER_MAGIC {
         return Err(SysError::new("/proc in the container is not a procfs", libc::EINVAL));
     }
     Ok(proc)
@@ -596,7 +596,7 @@ fn apparmor_on_exec(profile: &str) -> Result<()> {
 fn finish_rootfs(plan: &ContainerPlan, root: &Root) -> Result<()> {
     // Masked and read-only paths are looked up under /proc and /sys: those must be the
     // filesystems the spec mounted there, or a mask would find nothing and be skipped.
-    for (dest, magic) in [("/proc", libc::PROC_SUPER_MAGIC as i64), ("/sys", libc::SYSFS_MAGIC as i64)] {
+    for (dest, magic) in [("/proc", libc::PROC_SUPER_MAGIC), ("/sys", libc::SYSFS_MAGIC)] {
         if plan.mounts.iter().any(|m| m.destination == dest && !m.bind) {
             let fd = root.resolve(dest, libc::O_PATH | libc::O_DIRECTORY, inroot::RESOLVE_NO_SYMLINKS)?;
             if inroot::fstatfs_type(fd.as_raw_fd())? != magic {
@@ -614,7 +614,7 @@ fn finish_rootfs(plan: &ContainerPlan, root: &Root) -> Result<()> {
             let rel = format!("sys/{}", s.key.replace('.', "/"));
             let resolve = inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS | inroot::RESOLVE_NO_XDEV | inroot::RESOLVE_NO_MAGICLINKS;
             let f = inroot::openat2(proc.as_raw_fd(), &rel, libc::O_WRONLY, resolve).map_err(|e| e.with_field(field.clone()))?;
-            if inroot::fstatfs_type(f.as_raw_fd())? != libc::PROC_SUPER_MAGIC as i64 {
+            if inroot::fstatfs_type(f.as_raw_fd())? != libc::PROC_SUPER_MAGIC {
                 return Err(SysError::new(format!("/proc/{rel} is not on procfs"), libc::EINVAL).with_field(field));
             }
             let n = unsafe { libc::write(f.as_raw_fd(), s.value.as_ptr() as *const libc::c_void, s.value.len()) };

@@ -67,16 +67,16 @@ pub fn attrs_of(ms: u64) -> (u64, u64) {
         (libc::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
         (libc::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
     ] {
-        if ms & m as u64 != 0 {
+        if ms & m != 0 {
             set |= a;
         }
     }
     // Access-time modes are one field: asking for one clears the others.
-    let atime = if ms & libc::MS_NOATIME as u64 != 0 {
+    let atime = if ms & libc::MS_NOATIME != 0 {
         Some(MOUNT_ATTR_NOATIME)
-    } else if ms & libc::MS_STRICTATIME as u64 != 0 {
+    } else if ms & libc::MS_STRICTATIME != 0 {
         Some(MOUNT_ATTR_STRICTATIME)
-    } else if ms & libc::MS_RELATIME as u64 != 0 {
+    } else if ms & libc::MS_RELATIME != 0 {
         Some(0)
     } else {
         None
@@ -121,7 +121,7 @@ pub fn new_fs(fstype: &str, data: &str, ms: u64) -> Result<OwnedFd> {
 
 /// An empty read-only tmpfs, detached (for masking a directory).
 pub fn empty_tmpfs() -> Result<OwnedFd> {
-    new_fs("tmpfs", "", (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64)
+    new_fs("tmpfs", "", libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
 }
 
 /// mount(2) of a filesystem onto an fd. Goes through /proc/self/fd, so only before
@@ -137,8 +137,8 @@ pub fn mount_fs_on(source: &str, target: &OwnedFd, fstype: &str, flags: u64, dat
 
 /// Changes the propagation of the mount at `fd` (MS_SHARED/… | MS_REC).
 pub fn set_propagation(fd: &OwnedFd, ms: u64) -> Result<()> {
-    let kind = ms & (libc::MS_SHARED | libc::MS_SLAVE | libc::MS_PRIVATE | libc::MS_UNBINDABLE) as u64;
-    set_attr(fd, ms & libc::MS_REC as u64 != 0, 0, 0, kind).map_err(|e| SysError::new(format!("set propagation {ms:#x}: {}", e.step), e.errno))
+    let kind = ms & (libc::MS_SHARED | libc::MS_SLAVE | libc::MS_PRIVATE | libc::MS_UNBINDABLE);
+    set_attr(fd, ms & libc::MS_REC != 0, 0, 0, kind).map_err(|e| SysError::new(format!("set propagation {ms:#x}: {}", e.step), e.errno))
 }
 
 #[cfg(test)]
@@ -147,10 +147,10 @@ mod tests {
 
     #[test]
     fn flags_map_to_attrs_and_the_rest_is_cleared() {
-        let (set, clear) = attrs_of((libc::MS_RDONLY | libc::MS_NOSUID) as u64);
+        let (set, clear) = attrs_of(libc::MS_RDONLY | libc::MS_NOSUID);
         assert_eq!(set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID);
         assert_eq!(clear, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NODIRATIME);
-        let (set, clear) = attrs_of(libc::MS_NOATIME as u64);
+        let (set, clear) = attrs_of(libc::MS_NOATIME);
         assert_eq!(set & MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME);
         assert_eq!(clear & MOUNT_ATTR__ATIME, MOUNT_ATTR__ATIME);
     }

@@ -226,7 +226,7 @@ impl Sandbox {
         let (parent_end, child_end) = sync::pair(plan.setup_deadline.unwrap_or(sync::SETUP_DEADLINE_SECS) + hook_secs)?;
         // Only the user namespace is made here (its maps are written from outside); the
         // rest are made or joined by the child, see init::container_init.
-        let forked = clone3(plan.clone_flags & libc::CLONE_NEWUSER as u64, None);
+        let forked = clone3(plan.clone_flags & libc::CLONE_NEWUSER as u64);
         let (pid, pidfd) = match forked.map_err(|e| e.with_field("linux.namespaces"))? {
             Forked::Child => {
                 let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd()).chain(stdio.iter().map(|f| f.as_raw_fd())).collect();
@@ -375,7 +375,7 @@ impl Sandbox {
         let ns_fds = open_container_namespaces(init_pid)?;
         let (parent_end, child_end) = sync::pair(sync::SETUP_DEADLINE_SECS)?;
         // The first child stays in our pid namespace (see init::exec_init).
-        let (pid, pidfd) = match clone3(0, None)? {
+        let (pid, pidfd) = match clone3(0)? {
             Forked::Child => {
                 let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd())
                     .chain(stdio.iter().map(|f| f.as_raw_fd()))

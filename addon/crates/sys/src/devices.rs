@@ -155,7 +155,7 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd> {
     bpf(BPF_PROG_LOAD, &mut attr, "load the device filter (bpf BPF_PROG_LOAD)").map(|fd| own(fd as RawFd)).map_err(|e| {
         // The verifier says why in its log; keep its last line for the error.
         let text = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)]).into_owned();
-        let why = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("processed ")).next_back().unwrap_or("").to_string();
+        let why = text.lines().rfind(|l| !l.trim().is_empty() && !l.starts_with("processed ")).unwrap_or("").to_string();
         if why.is_empty() { e } else { SysError::new(format!("{}: {why}", e.step), e.errno) }
     })
 }

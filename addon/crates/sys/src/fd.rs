@@ -9,13 +9,6 @@ pub fn own(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-pub fn set_cloexec(fd: RawFd, on: bool) -> Result<()> {
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) }, || format!("fcntl F_GETFD {fd}"))?;
-    let flags = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
-    check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) }, || format!("fcntl F_SETFD {fd}"))?;
-    Ok(())
-}
-
 pub fn set_nonblocking(fd: RawFd, on: bool) -> Result<()> {
     let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) }, || format!("fcntl F_GETFL {fd}"))?;
     let flags = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
@@ -33,7 +26,7 @@ pub fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Result<usize> {
         return Err(SysError::new(format!("send {} fds (at most {MAX_FDS})", fds.len()), libc::E2BIG));
     }
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
-    let space = unsafe { libc::CMSG_SPACE((fds.len() * std::mem::size_of::<RawFd>()) as u32) } as usize;
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
     let mut control = vec![0u8; space.max(1)];
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -46,7 +39,7 @@ pub fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Result<usize> {
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN((fds.len() * std::mem::size_of::<RawFd>()) as u32) as _;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
             std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg) as *mut RawFd, fds.len());
         }
     }

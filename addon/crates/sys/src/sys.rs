@@ -26,7 +26,6 @@ struct CloneArgs {
 }
 
 pub const CLONE_PIDFD: u64 = 0x1000;
-pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 pub enum Forked {
     Child,
@@ -36,7 +35,7 @@ pub enum Forked {
 /// clone3 without CLONE_VM: a fork that can enter new namespaces and hands back a pidfd.
 /// Only for single-threaded callers (tsbox-sandbox): the child continues on a copy of the
 /// whole address space.
-pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked> {
+pub fn clone3(flags: u64) -> Result<Forked> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: flags | CLONE_PIDFD,
@@ -44,10 +43,6 @@ pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked> {
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
-    if let Some(fd) = cgroup_fd {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = fd as u64;
-    }
     let ret = unsafe {
         libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
     };
