@@ -22,12 +22,16 @@ events.stdout.on('data', (c) => {
   }
 });
 // Asynchronous, so the subscriber's lines are timed as they arrive.
-const run = (rt, id) => new Promise((resolve) => execFile('ctr', ['--address', address, 'run', '--rm', '--runtime', rt, 'localhost/busybox:latest', id, 'true'], () => resolve()));
+const run = (rt, id) =>
+  new Promise((resolve) => execFile('ctr', ['--address', address, 'run', '--rm', '--runtime', rt, 'localhost/busybox:latest', id, 'true'], () => resolve()));
 const p50 = (xs) => xs.sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 setTimeout(async () => {
   const lat = { tsbox: [], runc: [] };
   for (let i = 0; i < runs; i++) {
-    for (const [k, rt] of [['tsbox', 'io.containerd.tsbox.v2'], ['runc', 'io.containerd.runc.v2']]) {
+    for (const [k, rt] of [
+      ['tsbox', 'io.containerd.tsbox.v2'],
+      ['runc', 'io.containerd.runc.v2'],
+    ]) {
       const id = `exit-${k}-${i}`;
       await run(rt, id);
       lat[k].push(id);

@@ -40,7 +40,12 @@ export function cgroupChildren(rel: string): string[] {
   const controllers: Controller[] = cgroupV2 ? ['memory'] : ['memory', 'cpu', 'pids', 'freezer'];
   const names = controllers.flatMap((c) => {
     const dir = cgroupDir(c, rel);
-    return fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name) : [];
+    return fs.existsSync(dir)
+      ? fs
+          .readdirSync(dir, { withFileTypes: true })
+          .filter((d) => d.isDirectory())
+          .map((d) => d.name)
+      : [];
   });
   return [...new Set(names)];
 }
@@ -63,7 +68,9 @@ export function cpuWeight(rel: string): string {
 /** CPU time used, in nanoseconds. */
 export function cpuUsageNs(rel: string): number {
   if (!cgroupV2) return Number(read('cpuacct', rel, 'cpuacct.usage'));
-  const line = read('cpu', rel, 'cpu.stat').split('\n').find((l) => l.startsWith('usage_usec '));
+  const line = read('cpu', rel, 'cpu.stat')
+    .split('\n')
+    .find((l) => l.startsWith('usage_usec '));
   return Number(line?.split(' ')[1] ?? NaN) * 1000;
 }
 

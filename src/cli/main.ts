@@ -82,7 +82,9 @@ class Cli {
   /** runc writes errors to its log too; containerd-style callers read them from there. */
   logError(msg: string): void {
     if (!this.logFile) return;
-    const line = this.logJson ? JSON.stringify({ level: 'error', msg, time: new Date().toISOString() }) : `time="${new Date().toISOString()}" level=error msg="${msg}"`;
+    const line = this.logJson
+      ? JSON.stringify({ level: 'error', msg, time: new Date().toISOString() })
+      : `time="${new Date().toISOString()}" level=error msg="${msg}"`;
     try {
       fs.appendFileSync(this.logFile, `${line}\n`);
     } catch {
@@ -142,7 +144,11 @@ class Cli {
     let proc: Process;
     const file = flag(p, 'process');
     if (file) {
-      proc = readJson<Process>(path.resolve(file)) ?? (() => { throw new UsageError(`cannot read ${file}`); })();
+      proc =
+        readJson<Process>(path.resolve(file)) ??
+        (() => {
+          throw new UsageError(`cannot read ${file}`);
+        })();
     } else {
       const args = p.positional.slice(1);
       if (args.length === 0) throw new UsageError('exec needs a command (or --process)');
@@ -219,12 +225,30 @@ class Cli {
         if (boolFlag(p, 'quiet')) {
           for (const r of all) process.stdout.write(`${r.id}\n`);
         } else if (flag(p, 'format') === 'json') {
-          const out = all.map((r) => ({ ociVersion: r.ociVersion, id: r.id, pid: r.status === 'stopped' ? 0 : r.pid, status: r.status, bundle: r.bundle, rootfs: path.join(r.bundle, 'rootfs'), created: r.createdAt, owner: r.owner === '0' ? 'root' : r.owner }));
+          const out = all.map((r) => ({
+            ociVersion: r.ociVersion,
+            id: r.id,
+            pid: r.status === 'stopped' ? 0 : r.pid,
+            status: r.status,
+            bundle: r.bundle,
+            rootfs: path.join(r.bundle, 'rootfs'),
+            created: r.createdAt,
+            owner: r.owner === '0' ? 'root' : r.owner,
+          }));
           process.stdout.write(`${JSON.stringify(out)}\n`);
         } else {
-          const rows = [['ID', 'PID', 'STATUS', 'BUNDLE', 'CREATED', 'OWNER'], ...all.map((r) => [r.id, String(r.status === 'stopped' ? 0 : r.pid), r.status, r.bundle, r.createdAt, r.owner === '0' ? 'root' : r.owner])];
+          const rows = [
+            ['ID', 'PID', 'STATUS', 'BUNDLE', 'CREATED', 'OWNER'],
+            ...all.map((r) => [r.id, String(r.status === 'stopped' ? 0 : r.pid), r.status, r.bundle, r.createdAt, r.owner === '0' ? 'root' : r.owner]),
+          ];
           const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
-          for (const row of rows) process.stdout.write(`${row.map((cell, c) => cell.padEnd(widths[c])).join('   ').trimEnd()}\n`);
+          for (const row of rows)
+            process.stdout.write(
+              `${row
+                .map((cell, c) => cell.padEnd(widths[c]))
+                .join('   ')
+                .trimEnd()}\n`,
+            );
         }
         return 0;
       }

@@ -54,12 +54,17 @@ export const native = {
   sendWithFds: (sock: number, data: Buffer, fds: number[]): number => call(() => load().sendWithFds(sock, data, fds)),
   socketpair: (): [number, number] => call(() => load().socketpair()) as [number, number],
   recvFd: (sock: number): number => call(() => load().recvFd(sock)),
-  setDeviceFilter: (cgroupDir: string, rules: DeviceFilterRule[]): void => call(() => load().setDeviceFilter(cgroupDir, rules.map((r) => ({ ...r, major: r.major ?? undefined, minor: r.minor ?? undefined })))),
+  setDeviceFilter: (cgroupDir: string, rules: DeviceFilterRule[]): void =>
+    call(() =>
+      load().setDeviceFilter(
+        cgroupDir,
+        rules.map((r) => ({ ...r, major: r.major ?? undefined, minor: r.minor ?? undefined })),
+      ),
+    ),
   sealedCopy: (file: string): number => call(() => load().sealedCopy(file)),
   pipe: (): [number, number] => call(() => load().pipe()) as [number, number],
   dup: (fd: number): number => call(() => load().dup(fd)),
-  mount: (source: string, target: string, fstype: string, flags: number, data: string): void =>
-    call(() => load().mount(source, target, fstype, flags, data)),
+  mount: (source: string, target: string, fstype: string, flags: number, data: string): void => call(() => load().mount(source, target, fstype, flags, data)),
   umount2: (target: string, flags: number): void => call(() => load().umount2(target, flags)),
   setNonblocking: (fd: number, on: boolean): void => call(() => load().setNonblocking(fd, on)),
   setWinsize: (fd: number, cols: number, rows: number): void => call(() => load().setWinsize(fd, cols, rows)),

@@ -441,7 +441,9 @@ function planCgroupMount(destination: string, flags: number, propagation: number
   if (ctx.cgroupVersion === 2) {
     const view = ctx.cgroupViews[0];
     if (!view) return [];
-    return [{ source: view.hostDir, destination, fstype: '', flags: bindFlags | MS.REC, data: '', propagation, bind: true, remount: true, ...NOT_RECURSIVE, field }];
+    return [
+      { source: view.hostDir, destination, fstype: '', flags: bindFlags | MS.REC, data: '', propagation, bind: true, remount: true, ...NOT_RECURSIVE, field },
+    ];
   }
   const out: MountPlan[] = [
     {

@@ -38,7 +38,9 @@ export function parseMountinfo(text: string): Hierarchy[] {
     const mountpoint = left[4];
     if (fstype === 'cgroup2') out.push({ version: 2, mountpoint, controllers: [] });
     else if (fstype === 'cgroup') {
-      const controllers = superOpts.split(',').filter((o) => o !== 'rw' && o !== 'ro' && !o.startsWith('release_agent') && o !== 'clone_children' && o !== 'noprefix' && o !== 'xattr');
+      const controllers = superOpts
+        .split(',')
+        .filter((o) => o !== 'rw' && o !== 'ro' && !o.startsWith('release_agent') && o !== 'clone_children' && o !== 'noprefix' && o !== 'xattr');
       out.push({ version: 1, mountpoint, controllers });
     }
   }
@@ -157,10 +159,10 @@ export function v1Writes(r: Resources | undefined): CgroupWrite[] {
   }
   if (r.blockIO?.weight) add('blkio', 'blkio.weight', num(r.blockIO.weight), 'linux.resources.blockIO.weight');
   if (r.network?.classID !== undefined) add('net_cls', 'net_cls.classid', num(r.network.classID), 'linux.resources.network.classID');
-  (r.network?.priorities ?? []).forEach((p, i) => add('net_prio', 'net_prio.ifpriomap', `${p.name} ${num(p.priority)}`, `linux.resources.network.priorities[${i}]`));
-  (r.hugepageLimits ?? []).forEach((h, i) =>
-    add('hugetlb', `hugetlb.${h.pageSize}.limit_in_bytes`, num(h.limit), `linux.resources.hugepageLimits[${i}]`),
+  (r.network?.priorities ?? []).forEach((p, i) =>
+    add('net_prio', 'net_prio.ifpriomap', `${p.name} ${num(p.priority)}`, `linux.resources.network.priorities[${i}]`),
   );
+  (r.hugepageLimits ?? []).forEach((h, i) => add('hugetlb', `hugetlb.${h.pageSize}.limit_in_bytes`, num(h.limit), `linux.resources.hugepageLimits[${i}]`));
   if (r.devices) {
     const fields = ['linux.resources.devices', ...r.devices.map((_, i) => `linux.resources.devices[${i}]`)];
     deviceRules(r.devices).forEach((d, i) => {
@@ -377,7 +379,11 @@ export class CgroupManager {
       native.setDeviceFilter(v2.dir, rules);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      throw new EngineError('Internal', `linux.resources.devices: ${err.message}`, { step: 'attach the cgroup v2 device filter', errno: err.code, field: 'linux.resources.devices' });
+      throw new EngineError('Internal', `linux.resources.devices: ${err.message}`, {
+        step: 'attach the cgroup v2 device filter',
+        errno: err.code,
+        field: 'linux.resources.devices',
+      });
     }
   }
 
@@ -423,11 +429,7 @@ export class CgroupManager {
     const first = rec.dirs[0];
     if (!first) return [];
     try {
-      return fs
-        .readFileSync(path.join(first.dir, 'cgroup.procs'), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map(Number);
+      return fs.readFileSync(path.join(first.dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
     } catch {
       return [];
     }

@@ -321,9 +321,7 @@ export class Engine {
       }
       rec.status = transition(id, rec.status, 'running', 'start');
       this.store.write(rec);
-      await runHooks('poststart', spec.hooks?.poststart, this.state(rec)).catch((e: Error) =>
-        this.log.warn({ id, err: e.message }, 'poststart hook failed'),
-      );
+      await runHooks('poststart', spec.hooks?.poststart, this.state(rec)).catch((e: Error) => this.log.warn({ id, err: e.message }, 'poststart hook failed'));
       return rec;
     });
   }
@@ -491,10 +489,13 @@ export class Engine {
         if (ev.container === id && ev.exec === execId) resolve(ev.status);
       });
       conn.on('close', () => resolve(255));
-      void conn.request<SandboxState>({ op: 'state' }).then((st) => {
-        const e = st.containers[id]?.execs[execId];
-        if (e?.status === 'stopped') resolve(e.exitStatus ?? 255);
-      }, () => resolve(255));
+      void conn.request<SandboxState>({ op: 'state' }).then(
+        (st) => {
+          const e = st.containers[id]?.execs[execId];
+          if (e?.status === 'stopped') resolve(e.exitStatus ?? 255);
+        },
+        () => resolve(255),
+      );
     });
   }
 

@@ -33,7 +33,13 @@ export async function runHook(kind: string, index: number, hook: Hook, state: St
     child.stdin.on('error', () => undefined); // a hook need not read its stdin
     child.stdin.end(JSON.stringify(state));
     const fail = (why: string, errno?: string) =>
-      reject(new EngineError('FailedPrecondition', `${field}: ${kind} hook ${hook.path} ${why}${stderr ? `: ${stderr.trim()}` : ''}`, { step: `${kind} hook`, errno, field }));
+      reject(
+        new EngineError('FailedPrecondition', `${field}: ${kind} hook ${hook.path} ${why}${stderr ? `: ${stderr.trim()}` : ''}`, {
+          step: `${kind} hook`,
+          errno,
+          field,
+        }),
+      );
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       fail(`could not run: ${e.code}`, e.code);

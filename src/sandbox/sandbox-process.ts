@@ -89,7 +89,13 @@ function wireError(e: Record<string, unknown>): WireError {
 
 export function sandboxError(e: WireError): EngineError {
   const kind =
-    e.errnoName === 'EEXIST' ? 'AlreadyExists' : e.errnoName === 'ENOENT' && !e.field ? 'NotFound' : e.errnoName === 'ESRCH' ? 'NotFound' : 'FailedPrecondition';
+    e.errnoName === 'EEXIST'
+      ? 'AlreadyExists'
+      : e.errnoName === 'ENOENT' && !e.field
+        ? 'NotFound'
+        : e.errnoName === 'ESRCH'
+          ? 'NotFound'
+          : 'FailedPrecondition';
   return new EngineError(kind, e.message, { step: e.step, errno: e.errnoName === 'errno' ? String(e.errno) : e.errnoName, field: e.field || undefined });
 }
 

@@ -197,7 +197,13 @@ export async function serve(flags: ShimFlags): Promise<void> {
       Stats: (payload) => {
         if (Buffer.from(payload).toString() === 'gc') collectGarbage();
         const m = process.memoryUsage();
-        const stats = { ...m, containers: service.size, execs: service.execCount, reservations: reservations.size, fds: fs.readdirSync('/proc/self/fd').length };
+        const stats = {
+          ...m,
+          containers: service.size,
+          execs: service.execCount,
+          reservations: reservations.size,
+          fds: fs.readdirSync('/proc/self/fd').length,
+        };
         return Buffer.from(JSON.stringify(stats));
       },
     });

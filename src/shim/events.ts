@@ -73,7 +73,10 @@ export class EventPublisher {
           continue;
         }
         if (Date.now() - item.queuedAt >= RETRY_FOR_MS) {
-          this.log.warn({ topic: item.topic, attempts: item.attempts, err: (e as Error).message }, `dropping event: containerd unreachable for ${RETRY_FOR_MS / 1000}s`);
+          this.log.warn(
+            { topic: item.topic, attempts: item.attempts, err: (e as Error).message },
+            `dropping event: containerd unreachable for ${RETRY_FOR_MS / 1000}s`,
+          );
           this.queue.shift();
         } else {
           await new Promise((r) => setTimeout(r, Math.min(MAX_BACKOFF_MS, 50 * 2 ** item.attempts)));

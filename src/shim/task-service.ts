@@ -79,7 +79,14 @@ class Container {
 function rpcError(e: unknown): Error {
   if (e instanceof RpcError) return e;
   if (e instanceof EngineError) {
-    const code = { NotFound: Code.NOT_FOUND, AlreadyExists: Code.ALREADY_EXISTS, FailedPrecondition: Code.FAILED_PRECONDITION, InvalidArgument: Code.INVALID_ARGUMENT, Unavailable: Code.UNAVAILABLE, Internal: Code.UNKNOWN }[e.kind];
+    const code = {
+      NotFound: Code.NOT_FOUND,
+      AlreadyExists: Code.ALREADY_EXISTS,
+      FailedPrecondition: Code.FAILED_PRECONDITION,
+      InvalidArgument: Code.INVALID_ARGUMENT,
+      Unavailable: Code.UNAVAILABLE,
+      Internal: Code.UNKNOWN,
+    }[e.kind];
     return new RpcError(code, e.message);
   }
   return e instanceof Error ? e : new Error(String(e));
@@ -326,10 +333,7 @@ export class TaskService {
     const { p } = this.proc(req.id, req.execId);
     // As long as the process runs: not a call that holds the connection's budget.
     park();
-    await Promise.race([
-      p.exited,
-      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })),
-    ]);
+    await Promise.race([p.exited, new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }))]);
     return { exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
   }
 
@@ -343,7 +347,8 @@ export class TaskService {
     } catch (e) {
       const err = rpcError(e);
       // NotFound, or the engine already saw the init stopped before its exit was handled.
-      const gone = err instanceof RpcError && (err.code === Code.NOT_FOUND || (!req.execId && err.code === Code.FAILED_PRECONDITION && /it is stopped/.test(err.message)));
+      const gone =
+        err instanceof RpcError && (err.code === Code.NOT_FOUND || (!req.execId && err.code === Code.FAILED_PRECONDITION && /it is stopped/.test(err.message)));
       if (gone) throw RpcError.notFound('process already finished');
       throw err;
     }
@@ -373,7 +378,13 @@ export class TaskService {
     for (const e of c.execs.values()) e.io.close();
     if (c.rootfsMounted) unmountRootfs(path.join(c.bundle, 'rootfs'));
     this.containers.delete(c.id);
-    this.events.publish('/tasks/delete', 'TaskDelete', E.TaskDelete, { containerId: c.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt), id: '' });
+    this.events.publish('/tasks/delete', 'TaskDelete', E.TaskDelete, {
+      containerId: c.id,
+      pid: p.pid,
+      exitStatus: p.exitStatus,
+      exitedAt: ts(p.exitedAt),
+      id: '',
+    });
     return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
   }
 
@@ -402,7 +413,7 @@ export class TaskService {
     if (!req.spec || req.spec.type_url !== PROCESS_SPEC_TYPE) throw RpcError.invalidArgument(`exec spec must be ${PROCESS_SPEC_TYPE}`);
     let spec: Process;
     try {
-      spec = JSON.parse(Buffer.from(req.spec.value ?? new Uint8Array()).toString("utf8")) as Process;
+      spec = JSON.parse(Buffer.from(req.spec.value ?? new Uint8Array()).toString('utf8')) as Process;
     } catch (e) {
       throw RpcError.invalidArgument(`exec spec is not valid JSON: ${(e as Error).message}`);
     }
@@ -411,7 +422,10 @@ export class TaskService {
     const placeholder = new Proc(req.execId, new ProcessIO({ stdin: '', stdout: '', stderr: '', terminal: false }), spec);
     c.execs.set(req.execId, placeholder);
     try {
-      const io = await ProcessIO.open({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, { id: c.id, namespace: this.namespace });
+      const io = await ProcessIO.open(
+        { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+        { id: c.id, namespace: this.namespace },
+      );
       c.execs.set(req.execId, new Proc(req.execId, io, spec));
     } catch (e) {
       c.execs.delete(req.execId);
@@ -473,37 +487,102 @@ export class TaskService {
     const unimplemented = (what: string) => () => {
       throw RpcError.unimplemented(`${what}: not implemented`);
     };
-    const logged = <Q, R>(name: string, fn: (req: Q, signal: AbortSignal, park: () => void) => Promise<R> | R) => async (req: Q, ctx: { signal: AbortSignal; park(): void }): Promise<R> => {
-      this.log.debug({ rpc: name, req }, 'rpc');
-      try {
-        return await fn(req, ctx.signal, () => ctx.park());
-      } catch (e) {
-        this.log.debug({ rpc: name, err: (e as Error).message }, 'rpc failed');
-        throw rpcError(e);
-      }
-    };
+    const logged =
+      <Q, R>(name: string, fn: (req: Q, signal: AbortSignal, park: () => void) => Promise<R> | R) =>
+      async (req: Q, ctx: { signal: AbortSignal; park(): void }): Promise<R> => {
+        this.log.debug({ rpc: name, req }, 'rpc');
+        try {
+          return await fn(req, ctx.signal, () => ctx.park());
+        } catch (e) {
+          this.log.debug({ rpc: name, err: (e as Error).message }, 'rpc failed');
+          throw rpcError(e);
+        }
+      };
     return {
-      State: unary(T.StateRequest, T.StateResponse, logged('State', (r: containerd.task.v2.StateRequest) => this.state(r))),
-      Create: unary(T.CreateTaskRequest, T.CreateTaskResponse, logged('Create', (r: containerd.task.v2.CreateTaskRequest) => this.create(r))),
-      Start: unary(T.StartRequest, T.StartResponse, logged('Start', (r: containerd.task.v2.StartRequest) => this.start(r))),
-      Delete: unary(T.DeleteRequest, T.DeleteResponse, logged('Delete', (r: containerd.task.v2.DeleteRequest) => this.delete(r))),
-      Pids: unary(T.PidsRequest, T.PidsResponse, logged('Pids', (r: containerd.task.v2.PidsRequest) => this.pids(r))),
-      Pause: unary(T.PauseRequest, Empty, logged('Pause', async (r: containerd.task.v2.PauseRequest) => (await this.pause(r), empty()))),
-      Resume: unary(T.ResumeRequest, Empty, logged('Resume', async (r: containerd.task.v2.ResumeRequest) => (await this.resume(r), empty()))),
+      State: unary(
+        T.StateRequest,
+        T.StateResponse,
+        logged('State', (r: containerd.task.v2.StateRequest) => this.state(r)),
+      ),
+      Create: unary(
+        T.CreateTaskRequest,
+        T.CreateTaskResponse,
+        logged('Create', (r: containerd.task.v2.CreateTaskRequest) => this.create(r)),
+      ),
+      Start: unary(
+        T.StartRequest,
+        T.StartResponse,
+        logged('Start', (r: containerd.task.v2.StartRequest) => this.start(r)),
+      ),
+      Delete: unary(
+        T.DeleteRequest,
+        T.DeleteResponse,
+        logged('Delete', (r: containerd.task.v2.DeleteRequest) => this.delete(r)),
+      ),
+      Pids: unary(
+        T.PidsRequest,
+        T.PidsResponse,
+        logged('Pids', (r: containerd.task.v2.PidsRequest) => this.pids(r)),
+      ),
+      Pause: unary(
+        T.PauseRequest,
+        Empty,
+        logged('Pause', async (r: containerd.task.v2.PauseRequest) => (await this.pause(r), empty())),
+      ),
+      Resume: unary(
+        T.ResumeRequest,
+        Empty,
+        logged('Resume', async (r: containerd.task.v2.ResumeRequest) => (await this.resume(r), empty())),
+      ),
       Checkpoint: unary(T.CheckpointTaskRequest, Empty, unimplemented('Checkpoint')),
-      Kill: unary(T.KillRequest, Empty, logged('Kill', async (r: containerd.task.v2.KillRequest) => (await this.kill(r), empty()))),
-      Exec: unary(T.ExecProcessRequest, Empty, logged('Exec', async (r: containerd.task.v2.ExecProcessRequest) => (await this.exec(r), empty()))),
-      ResizePty: unary(T.ResizePtyRequest, Empty, logged('ResizePty', (r: containerd.task.v2.ResizePtyRequest) => (this.proc(r.id, r.execId).p.io.resize(r.width, r.height), empty()))),
-      CloseIO: unary(T.CloseIORequest, Empty, logged('CloseIO', (r: containerd.task.v2.CloseIORequest) => (r.stdin && this.proc(r.id, r.execId).p.io.closeStdin(), empty()))),
-      Update: unary(T.UpdateTaskRequest, Empty, logged('Update', async (r: containerd.task.v2.UpdateTaskRequest) => (await this.update(r), empty()))),
-      Wait: unary(T.WaitRequest, T.WaitResponse, logged('Wait', (r: containerd.task.v2.WaitRequest, signal, park) => this.wait(r, signal, park))),
-      Stats: unary(T.StatsRequest, T.StatsResponse, logged('Stats', (r: containerd.task.v2.StatsRequest) => this.stats(r))),
-      Connect: unary(T.ConnectRequest, T.ConnectResponse, logged('Connect', (r: containerd.task.v2.ConnectRequest) => ({ shimPid: process.pid, taskPid: this.containers.get(r.id)?.init.pid ?? 0 }))),
-      Shutdown: unary(T.ShutdownRequest, Empty, logged('Shutdown', () => {
-        if (this.containers.size === 0) setImmediate(() => this.hooks.idle());
-        return empty();
-      })),
+      Kill: unary(
+        T.KillRequest,
+        Empty,
+        logged('Kill', async (r: containerd.task.v2.KillRequest) => (await this.kill(r), empty())),
+      ),
+      Exec: unary(
+        T.ExecProcessRequest,
+        Empty,
+        logged('Exec', async (r: containerd.task.v2.ExecProcessRequest) => (await this.exec(r), empty())),
+      ),
+      ResizePty: unary(
+        T.ResizePtyRequest,
+        Empty,
+        logged('ResizePty', (r: containerd.task.v2.ResizePtyRequest) => (this.proc(r.id, r.execId).p.io.resize(r.width, r.height), empty())),
+      ),
+      CloseIO: unary(
+        T.CloseIORequest,
+        Empty,
+        logged('CloseIO', (r: containerd.task.v2.CloseIORequest) => (r.stdin && this.proc(r.id, r.execId).p.io.closeStdin(), empty())),
+      ),
+      Update: unary(
+        T.UpdateTaskRequest,
+        Empty,
+        logged('Update', async (r: containerd.task.v2.UpdateTaskRequest) => (await this.update(r), empty())),
+      ),
+      Wait: unary(
+        T.WaitRequest,
+        T.WaitResponse,
+        logged('Wait', (r: containerd.task.v2.WaitRequest, signal, park) => this.wait(r, signal, park)),
+      ),
+      Stats: unary(
+        T.StatsRequest,
+        T.StatsResponse,
+        logged('Stats', (r: containerd.task.v2.StatsRequest) => this.stats(r)),
+      ),
+      Connect: unary(
+        T.ConnectRequest,
+        T.ConnectResponse,
+        logged('Connect', (r: containerd.task.v2.ConnectRequest) => ({ shimPid: process.pid, taskPid: this.containers.get(r.id)?.init.pid ?? 0 })),
+      ),
+      Shutdown: unary(
+        T.ShutdownRequest,
+        Empty,
+        logged('Shutdown', () => {
+          if (this.containers.size === 0) setImmediate(() => this.hooks.idle());
+          return empty();
+        }),
+      ),
     };
   }
 }
-

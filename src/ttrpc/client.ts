@@ -121,7 +121,10 @@ export class Client {
   close(): void {
     const conn = this.conn;
     this.conn = null;
-    void conn?.then((c) => c.close(), () => undefined);
+    void conn?.then(
+      (c) => c.close(),
+      () => undefined,
+    );
   }
 
   private connection(): Promise<ClientConnection> {

@@ -12,7 +12,6 @@ import { ctr, removeTask as remove, rig, taskPid, taskStatus, taskTopicsOfRun, u
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
 const IMAGE = 'localhost/busybox:latest';
 
-
 interface MetricsJson {
   cpu: { usage?: { total: number }; usage_usec?: number };
   memory: { usage: number | { usage: number; limit: number }; usage_limit?: number };
@@ -76,8 +75,22 @@ describe('cgroups through the shim', () => {
       const T = containerd.task.v2;
       const resources = { memory: { limit: 96 << 20 }, cpu: { quota: 20000, period: 100000 } };
       try {
-        await callTyped(shim, 'containerd.task.v2.Task', 'Update', T.UpdateTaskRequest, { id, resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify(resources)) } }, google.protobuf.Empty);
-        const bad = await callTyped(shim, 'containerd.task.v2.Task', 'Update', T.UpdateTaskRequest, { id, resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from('{"pids":{"limit":') } }, google.protobuf.Empty).catch((e: unknown) => e);
+        await callTyped(
+          shim,
+          'containerd.task.v2.Task',
+          'Update',
+          T.UpdateTaskRequest,
+          { id, resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify(resources)) } },
+          google.protobuf.Empty,
+        );
+        const bad = await callTyped(
+          shim,
+          'containerd.task.v2.Task',
+          'Update',
+          T.UpdateTaskRequest,
+          { id, resources: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from('{"pids":{"limit":') } },
+          google.protobuf.Empty,
+        ).catch((e: unknown) => e);
         expect(bad).toMatchObject({ code: Code.INVALID_ARGUMENT });
       } finally {
         shim.close();
@@ -92,7 +105,8 @@ describe('cgroups through the shim', () => {
   it('reports an OOM kill: exit 137 with /tasks/oom before /tasks/exit', async () => {
     let code = 0;
     const topics = await taskTopicsOfRun('oom', async (id) => {
-      code = (await ctr(['run', '--rm', ...TSBOX, '--memory-limit', String(16 << 20), IMAGE, id, 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'])).code;
+      code = (await ctr(['run', '--rm', ...TSBOX, '--memory-limit', String(16 << 20), IMAGE, id, 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1']))
+        .code;
     });
     expect(code).toBe(137);
     expect(topics.indexOf('/tasks/oom')).toBeGreaterThanOrEqual(0);

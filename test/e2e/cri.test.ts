@@ -95,7 +95,7 @@ async function removePod(pod: Pod): Promise<void> {
 }
 
 describe('pods on tsbox through CRI', () => {
-  it('reports tsbox\'s handler features as containerd 2 learns them from -info', async () => {
+  it("reports tsbox's handler features as containerd 2 learns them from -info", async () => {
     type Handler = { name: string; features: { recursive_read_only_mounts: boolean; user_namespaces: boolean } | null };
     const status = await cri.call<{ runtime_handlers: Handler[] }>('Status', { verbose: false });
     const handlers = new Map(status.runtime_handlers.map((h) => [h.name, h.features]));
@@ -118,7 +118,11 @@ describe('pods on tsbox through CRI', () => {
     const ipA = await ip(a);
     expect(ipA).toMatch(/^10\.99\.\d+\.\d+$/);
     expect(await ip(b)).not.toBe(ipA);
-    const server = await startContainer(a, 'web', ['sh', '-c', 'mkdir -p /tmp/www && echo hello-from-a > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']);
+    const server = await startContainer(a, 'web', [
+      'sh',
+      '-c',
+      'mkdir -p /tmp/www && echo hello-from-a > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www',
+    ]);
     const client = await startContainer(b, 'client', ['sleep', '60']);
     let got = '';
     for (let i = 0; i < 50 && got !== 'hello-from-a\n'; i++) got = (await execSync(client, ['wget', '-qO-', `http://${ipA}:8080/index.html`])).stdout;
@@ -137,11 +141,12 @@ describe('pods on tsbox through CRI', () => {
     await removePod(p);
   });
 
-  it('shares hostname, network and ipc between a pod\'s containers, and pids with pod pid sharing', async () => {
+  it("shares hostname, network and ipc between a pod's containers, and pids with pod pid sharing", async () => {
     const p = await runPod({ sharePid: true });
     const one = await startContainer(p, 'one', ['sleep', '60']);
     const two = await startContainer(p, 'two', ['sleep', '61']);
-    const ns = async (id: string) => (await execSync(id, ['sh', '-c', 'hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts'])).stdout;
+    const ns = async (id: string) =>
+      (await execSync(id, ['sh', '-c', 'hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts'])).stdout;
     expect(await ns(one)).toBe(await ns(two));
     expect((await ns(one)).split('\n')[0]).toBe(p.uid);
     const ps = (await execSync(one, ['ps', '-o', 'args'])).stdout;
@@ -154,7 +159,9 @@ describe('pods on tsbox through CRI', () => {
     const p = await runPod();
     const ok = await startContainer(p, 'ok', ['true']);
     const bad = await startContainer(p, 'bad', ['sh', '-c', 'exit 7']);
-    const oom = await startContainer(p, 'oom', ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], { linux: { resources: { memory_limit_in_bytes: 16 << 20 } } });
+    const oom = await startContainer(p, 'oom', ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], {
+      linux: { resources: { memory_limit_in_bytes: 16 << 20 } },
+    });
     expect(await exited(ok)).toMatchObject({ exit_code: 0, reason: 'Completed' });
     expect(await exited(bad)).toMatchObject({ exit_code: 7, reason: 'Error' });
     expect(await exited(oom)).toMatchObject({ exit_code: 137, reason: 'OOMKilled' });
@@ -163,15 +170,23 @@ describe('pods on tsbox through CRI', () => {
 
   it('gives stats for a busy container and applies UpdateContainerResources to its cgroup', async () => {
     const p = await runPod();
-    const c = await startContainer(p, 'busy', ['sh', '-c', 'while :; do :; done'], { linux: { resources: { memory_limit_in_bytes: 64 << 20, cpu_shares: 512 } } });
+    const c = await startContainer(p, 'busy', ['sh', '-c', 'while :; do :; done'], {
+      linux: { resources: { memory_limit_in_bytes: 64 << 20, cpu_shares: 512 } },
+    });
     let cpu = 0;
     for (let i = 0; i < 5000 && cpu === 0; i++) {
-      const s = await cri.call<{ stats: { cpu: { usage_core_nano_seconds: { value: number } }; memory: { working_set_bytes: { value: number } } } }>('ContainerStats', { container_id: c });
+      const s = await cri.call<{ stats: { cpu: { usage_core_nano_seconds: { value: number } }; memory: { working_set_bytes: { value: number } } } }>(
+        'ContainerStats',
+        { container_id: c },
+      );
       cpu = s.stats.cpu?.usage_core_nano_seconds?.value ?? 0;
       if (cpu > 0) expect(s.stats.memory.working_set_bytes.value).toBeGreaterThan(0);
     }
     expect(cpu).toBeGreaterThan(0);
-    await cri.call('UpdateContainerResources', { container_id: c, linux: { memory_limit_in_bytes: 96 << 20, cpu_shares: 256, cpu_period: 100000, cpu_quota: 50000 } });
+    await cri.call('UpdateContainerResources', {
+      container_id: c,
+      linux: { memory_limit_in_bytes: 96 << 20, cpu_shares: 256, cpu_period: 100000, cpu_quota: 50000 },
+    });
     expect(memoryLimit(`kubepods/pod${p.uid}/${c}`)).toBe(String(96 << 20));
     expect(cpuQuota(`kubepods/pod${p.uid}/${c}`)).toBe('50000');
     await removePod(p);
@@ -224,7 +239,7 @@ describe('pods on tsbox through CRI', () => {
     await removePod(a);
     // It leaves once idle_timeout (1 s in the rig) has passed.
     const alive = () => daemons().filter((pid) => mine.includes(pid));
-    await waitUntil(() => alive().length === 1, 'the removed pod\'s daemon exits');
+    await waitUntil(() => alive().length === 1, "the removed pod's daemon exits");
     expect(alive().length).toBe(1);
     await removePod(b);
   });

@@ -57,7 +57,11 @@ describe('events while containerd is unreachable', () => {
       execFileSync(CONTAINERD_SCRIPT, ['up', rig().dir], { env: { ...process.env, TSBOX_CONTAINERD_LOG_LEVEL: 'trace' } });
     }
     const log = path.join(rig().dir, 'log', 'containerd.log');
-    const forwarded = (topic: string) => fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('msg="event forwarded"') && l.includes(`ns=${ns} `) && l.includes(`topic=${topic} `));
+    const forwarded = (topic: string) =>
+      fs
+        .readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('msg="event forwarded"') && l.includes(`ns=${ns} `) && l.includes(`topic=${topic} `));
     try {
       await waitUntil(() => forwarded('/tasks/exit').length > 0, 'the exit event reaches containerd', 15_000);
       expect(forwarded('/tasks/exit')).toHaveLength(1);
@@ -126,7 +130,9 @@ describe('a burst', () => {
     // Host network: 100 network namespaces torn down at once keep the kernel busy for
     // long after (it slowed every later test's namespace creation); the daemon is what
     // this tests.
-    const runs = await Promise.all(ids.map((id) => ctr(['run', '-d', '--net-host', ...TSBOX, IMAGE, id, 'sleep', '600'], { namespace: ns, timeoutMs: 120_000 })));
+    const runs = await Promise.all(
+      ids.map((id) => ctr(['run', '-d', '--net-host', ...TSBOX, IMAGE, id, 'sleep', '600'], { namespace: ns, timeoutMs: 120_000 })),
+    );
     expect(runs.filter((r) => r.code !== 0)).toEqual([]);
     const kills = await Promise.all(ids.map((id) => ctr(['task', 'kill', '-s', 'KILL', id], { namespace: ns })));
     expect(kills.filter((r) => r.code !== 0)).toEqual([]);

@@ -4,7 +4,17 @@ import { ctr, uniqueId } from '../rig/rig';
 describe('private containerd rig', () => {
   it('runs localhost/busybox:latest with io.containerd.runc.v2', async () => {
     const id = uniqueId('smoke');
-    const res = await ctr(['run', '--rm', '--runtime', 'io.containerd.runc.v2', 'localhost/busybox:latest', id, 'sh', '-c', 'echo hello; id -u app; grep -c . /etc/group']);
+    const res = await ctr([
+      'run',
+      '--rm',
+      '--runtime',
+      'io.containerd.runc.v2',
+      'localhost/busybox:latest',
+      id,
+      'sh',
+      '-c',
+      'echo hello; id -u app; grep -c . /etc/group',
+    ]);
     expect(res).toMatchObject({ code: 0, stderr: '' });
     expect(res.stdout.split('\n')).toEqual(['hello', '1000', '3', '']);
   });

@@ -7,7 +7,20 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cgroupExists, memoryCgroupOf, memoryLimit } from '../cgroupfs';
-import { alive, ctr, removeTask as remove, rig, shimDaemons, taskPid, taskStatus, taskTopicsOfRun, uniqueId, waitUntil, CONTAINERD_SCRIPT, PROJECT_ROOT } from '../rig/rig';
+import {
+  alive,
+  ctr,
+  removeTask as remove,
+  rig,
+  shimDaemons,
+  taskPid,
+  taskStatus,
+  taskTopicsOfRun,
+  uniqueId,
+  waitUntil,
+  CONTAINERD_SCRIPT,
+  PROJECT_ROOT,
+} from '../rig/rig';
 import { execFileSync } from 'node:child_process';
 
 const TSBOX = ['--runtime', 'io.containerd.tsbox.v2'];
@@ -29,7 +42,11 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
   });
 
   it('sees what runc-v2 shows inside: env, cwd, read-only rootfs, capabilities, mounts', async () => {
-    const probe = ['sh', '-c', 'echo $FOO; pwd; id; grep -E "^Cap(Eff|Bnd)" /proc/self/status; touch /x 2>&1; cut -d" " -f2,3 /proc/mounts | sort; ls /dev; echo home=$HOME oom=$(cat /proc/self/oom_score_adj)'];
+    const probe = [
+      'sh',
+      '-c',
+      'echo $FOO; pwd; id; grep -E "^Cap(Eff|Bnd)" /proc/self/status; touch /x 2>&1; cut -d" " -f2,3 /proc/mounts | sort; ls /dev; echo home=$HOME oom=$(cat /proc/self/oom_score_adj)',
+    ];
     const args = ['--env', 'FOO=bar', '--cwd', '/tmp', '--read-only', '--cap-add', 'CAP_SYS_ADMIN', '--cap-drop', 'CAP_CHOWN'];
     const mine = await run(TSBOX, args, probe);
     const theirs = await run(RUNC, args, probe);
@@ -43,7 +60,11 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
   it('bind mounts with --mount and shares the host network with --net-host', async () => {
     const dir = fs.mkdtempSync(path.join(rig().dir, 'mnt-'));
     fs.writeFileSync(path.join(dir, 'hello'), 'from the host\n');
-    const r = await run(TSBOX, ['--mount', `type=bind,src=${dir},dst=/data,options=rbind:ro`, '--net-host'], ['sh', '-c', 'cat /data/hello; touch /data/x 2>&1; ls /sys/class/net | sort']);
+    const r = await run(
+      TSBOX,
+      ['--mount', `type=bind,src=${dir},dst=/data,options=rbind:ro`, '--net-host'],
+      ['sh', '-c', 'cat /data/hello; touch /data/x 2>&1; ls /sys/class/net | sort'],
+    );
     const hostLinks = fs.readdirSync('/sys/class/net').sort().join('\n');
     expect(r.stdout).toBe(`from the host\ntouch: /data/x: Read-only file system\n${hostLinks}\n`);
   });
@@ -71,7 +92,9 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
 
   it('feeds stdin to the container and closes it at EOF', async () => {
     const id = uniqueId('stdin');
-    const child = spawn('ctr', ['--address', rig().address, 'run', '--rm', ...TSBOX, IMAGE, id, 'sh', '-c', 'cat; echo " eof"'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('ctr', ['--address', rig().address, 'run', '--rm', ...TSBOX, IMAGE, id, 'sh', '-c', 'cat; echo " eof"'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     const done = new Promise<number>((r) => child.on('close', (code) => r(code ?? -1)));
@@ -98,7 +121,10 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     expect(await taskStatus(id)).toBe('RUNNING');
     const ex = await ctr(['task', 'exec', '--exec-id', 'e1', id, 'sh', '-c', 'echo beside $(cat /proc/1/comm); exit 5']);
     expect(ex).toMatchObject({ code: 5, stdout: 'beside sh\n' });
-    const tty = execFileSync('script', ['-qc', `ctr --address ${rig().address} task exec -t --exec-id e2 ${id} tty`, '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const tty = execFileSync('script', ['-qc', `ctr --address ${rig().address} task exec -t --exec-id e2 ${id} tty`, '/dev/null'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     expect(tty).toMatch(/\/dev\/pts\/\d+/);
     const ps = await ctr(['task', 'ps', id]);
     expect(ps.stdout.split('\n')[0]).toMatch(/^PID\s+INFO/);
@@ -199,7 +225,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     await waitUntil(() => own().length === 0, 'its own daemon exits');
   });
 
-  it('keeps logging into containerd\'s log after the first container of its daemon is gone', async () => {
+  it("keeps logging into containerd's log after the first container of its daemon is gone", async () => {
     const ns = `tsbox-${uniqueId('log')}`;
     await ctr(['images', 'import', path.join(PROJECT_ROOT, 'build', 'images', 'busybox.tar')], { namespace: ns });
     const [first, second] = [uniqueId('first'), uniqueId('second')];
@@ -215,7 +241,7 @@ describe('ctr run --runtime io.containerd.tsbox.v2', () => {
     process.kill(sandbox, 'SIGKILL');
     const log = path.join(rig().dir, 'log', 'containerd.log');
     const wanted = new RegExp(`"id":"${second}","msg":"lost the connection to tsbox-sandbox"`);
-    await waitUntil(() => wanted.test(fs.readFileSync(log, 'utf8')), 'the warning in containerd\'s log');
+    await waitUntil(() => wanted.test(fs.readFileSync(log, 'utf8')), "the warning in containerd's log");
     // Without its sandbox nothing could reap or signal it: the shim kills it and says so.
     await waitUntil(async () => (await taskStatus(second, ns)) === 'STOPPED', `${second} stopped`);
     expect(alive(init)).toBe(false);

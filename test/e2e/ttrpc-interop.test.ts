@@ -48,7 +48,7 @@ describe('ttrpc interop with containerd', () => {
     expect(line).toMatch(/ default \/tasks\/oom \{"container_id":"oom-[0-9a-f]+"\}$/);
   });
 
-  it('surfaces containerd\'s own error status for an envelope it refuses', async () => {
+  it("surfaces containerd's own error status for an envelope it refuses", async () => {
     // Topics must start with "/" (containerd 1.6 and 2.x alike).
     const err = await forwardOOM(client, uniqueId('oom'), 'tasks/oom').catch((e: unknown) => e);
     expect(err).toMatchObject({ code: Code.INVALID_ARGUMENT });

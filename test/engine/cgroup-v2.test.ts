@@ -34,7 +34,7 @@ describe('cgroup v2 driver on the real cgroup2 mount', () => {
     expect(fs.existsSync(rec.dirs[0].dir)).toBe(false);
   });
 
-  it('enforces the container\'s device rules with an eBPF filter, replaced on update', async () => {
+  it("enforces the container's device rules with an eBPF filter, replaced on update", async () => {
     const m = new CgroupManager(unified);
     const rec = m.create(`/tsbox-test-v2/${uniqueId('dev')}`, { devices: [{ allow: false, access: 'rwm' }] });
     // A process in the cgroup opening a node: the defaults allow /dev/null, not /dev/kmsg.
@@ -44,7 +44,12 @@ describe('cgroup v2 driver on the real cgroup2 mount', () => {
       const kmsg = open('/dev/kmsg');
       expect(kmsg.status).not.toBe(0);
       expect(kmsg.stderr).toMatch(/Operation not permitted/);
-      m.apply(rec, { devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 11, access: 'r' }] });
+      m.apply(rec, {
+        devices: [
+          { allow: false, access: 'rwm' },
+          { allow: true, type: 'c', major: 1, minor: 11, access: 'r' },
+        ],
+      });
       expect(open('/dev/kmsg').status).toBe(0);
     } finally {
       expect(await m.remove(rec)).toEqual([]);

@@ -97,7 +97,7 @@ describe('tsbox CLI', () => {
     expect(fs.readFileSync(out, 'utf8').split('\r\n').slice(0, 2)).toEqual(['/dev/pts/0', 'done']);
   });
 
-  it('fails create with the init\'s own error, exit status 1 and nothing left', () => {
+  it("fails create with the init's own error, exit status 1 and nothing left", () => {
     const b = bundle('clibadns', ['true'], (s) => {
       s.linux!.namespaces!.push({ type: 'cgroup', path: '/proc/self/ns/ipc' });
     });

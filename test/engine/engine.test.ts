@@ -15,7 +15,12 @@ afterAll(() => h.cleanup());
 
 /** Fields of /proc/self/status as the container printed them. */
 function status(text: string): Record<string, string> {
-  return Object.fromEntries(text.split('\n').filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+  return Object.fromEntries(
+    text
+      .split('\n')
+      .filter((l) => l.includes(':'))
+      .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+  );
 }
 
 describe('a container from an OCI bundle', () => {
@@ -26,13 +31,22 @@ describe('a container from an OCI bundle', () => {
 
   it('applies capabilities, no_new_privs and the seccomp mode', async () => {
     const b = makeBundle('caps', ['cat', '/proc/self/status'], (s) => {
-      s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['mkdirat', 'mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
+      s.linux!.seccomp = {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        architectures: ['SCMP_ARCH_X86_64'],
+        syscalls: [{ names: ['mkdirat', 'mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
+      };
     });
     const r = await h.run(b);
     const st = status(r.out);
     // CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_AUDIT_WRITE (29) as in the default spec
     const mask = ((1 << 5) | (1 << 10) | (1 << 29)).toString(16).padStart(16, '0');
-    expect({ CapBnd: st.CapBnd, CapEff: st.CapEff, CapPrm: st.CapPrm, CapInh: st.CapInh }).toEqual({ CapBnd: mask, CapEff: mask, CapPrm: mask, CapInh: '0000000000000000' });
+    expect({ CapBnd: st.CapBnd, CapEff: st.CapEff, CapPrm: st.CapPrm, CapInh: st.CapInh }).toEqual({
+      CapBnd: mask,
+      CapEff: mask,
+      CapPrm: mask,
+      CapInh: '0000000000000000',
+    });
     expect(st.NoNewPrivs).toBe('1');
     expect(st.Seccomp).toBe('2');
   });
@@ -57,7 +71,11 @@ describe('a container from an OCI bundle', () => {
       s.process!.noNewPrivileges = false;
       s.process!.cwd = '/tmp';
       s.process!.env = s.process!.env!.filter((e) => !e.startsWith('HOME='));
-      s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['openat2'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
+      s.linux!.seccomp = {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        architectures: ['SCMP_ARCH_X86_64'],
+        syscalls: [{ names: ['openat2'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
+      };
     });
     await h.create(b);
     await h.engine.start(b.id);
@@ -95,9 +113,13 @@ describe('a container from an OCI bundle', () => {
   });
 
   it('writes sysctls even though /proc/sys is read-only for the process', async () => {
-    const b = makeBundle('sysctl', ['sh', '-c', 'cat /proc/sys/net/ipv4/ip_unprivileged_port_start; echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo ro'], (s) => {
-      s.linux!.sysctl = { 'net.ipv4.ip_unprivileged_port_start': '80' };
-    });
+    const b = makeBundle(
+      'sysctl',
+      ['sh', '-c', 'cat /proc/sys/net/ipv4/ip_unprivileged_port_start; echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo ro'],
+      (s) => {
+        s.linux!.sysctl = { 'net.ipv4.ip_unprivileged_port_start': '80' };
+      },
+    );
     expect((await h.run(b)).out).toBe('80\nro\n');
   });
 
@@ -109,7 +131,7 @@ describe('a container from an OCI bundle', () => {
     expect(r.out).toBe('uid=1000(app) gid=1000(app) groups=10,20\n0027\n640\n');
   });
 
-  it('gives a process without HOME its user\'s home from the container\'s /etc/passwd, else /', async () => {
+  it("gives a process without HOME its user's home from the container's /etc/passwd, else /", async () => {
     const env = ['PATH=/bin'];
     const root = makeBundle('home', ['sh', '-c', 'echo $HOME; readlink /dev/core'], (s) => (s.process!.env = env));
     // /dev/core too, where the kernel has /proc/kcore (runc's rule).
@@ -173,9 +195,13 @@ describe('a container from an OCI bundle', () => {
   });
 
   it('populates /dev with the default devices and links, and honours masked paths', async () => {
-    const b = makeBundle('dev', ['sh', '-c', 'ls -l /dev | grep -v total; wc -c < /proc/keys; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname || echo ro'], (s) => {
-      s.linux!.devices = [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229, fileMode: 0o600 }];
-    });
+    const b = makeBundle(
+      'dev',
+      ['sh', '-c', 'ls -l /dev | grep -v total; wc -c < /proc/keys; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname || echo ro'],
+      (s) => {
+        s.linux!.devices = [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229, fileMode: 0o600 }];
+      },
+    );
     const r = await h.run(b);
     const lines = r.out.trim().split('\n');
     const devs = Object.fromEntries(
@@ -240,16 +266,20 @@ describe('a container from an OCI bundle', () => {
     execFileSync('mount', ['--bind', dir, dir]);
     execFileSync('mount', ['--make-shared', dir]);
     try {
-      const b = makeBundle('rshared', ['sh', '-c', 'mount -t tmpfs tsboxprop /vol/from-container && while [ ! -e /vol/from-host/seen ]; do sleep 0.05; done; echo saw-host-mount'], (s) => {
-        s.linux!.rootfsPropagation = 'rshared';
-        s.mounts!.push({ destination: '/vol', type: 'bind', source: dir, options: ['rbind', 'rshared'] });
-        const c = s.process!.capabilities!;
-        for (const set of ['bounding', 'effective', 'permitted'] as const) c[set] = [...(c[set] ?? []), 'CAP_SYS_ADMIN'];
-      });
+      const b = makeBundle(
+        'rshared',
+        ['sh', '-c', 'mount -t tmpfs tsboxprop /vol/from-container && while [ ! -e /vol/from-host/seen ]; do sleep 0.05; done; echo saw-host-mount'],
+        (s) => {
+          s.linux!.rootfsPropagation = 'rshared';
+          s.mounts!.push({ destination: '/vol', type: 'bind', source: dir, options: ['rbind', 'rshared'] });
+          const c = s.process!.capabilities!;
+          for (const set of ['bounding', 'effective', 'permitted'] as const) c[set] = [...(c[set] ?? []), 'CAP_SYS_ADMIN'];
+        },
+      );
       await h.create(b);
       await h.engine.start(b.id);
       const inHost = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(' tsboxprop ');
-      await waitUntil(inHost, 'the container\'s mount to reach the host');
+      await waitUntil(inHost, "the container's mount to reach the host");
       execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', path.join(dir, 'from-host')]);
       fs.writeFileSync(path.join(dir, 'from-host', 'seen'), '');
       expect(await h.engine.wait(b.id)).toBe(0);
@@ -261,7 +291,7 @@ describe('a container from an OCI bundle', () => {
     }
   });
 
-  it('joins another container\'s user namespace by path, creating its other namespaces inside it', async () => {
+  it("joins another container's user namespace by path, creating its other namespaces inside it", async () => {
     const userns = (s: Spec) => {
       s.linux!.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
       s.linux!.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
@@ -286,7 +316,7 @@ describe('a container from an OCI bundle', () => {
     await h.engine.delete(a.id);
   });
 
-  it('joins another container\'s network, ipc and uts namespaces by path', async () => {
+  it("joins another container's network, ipc and uts namespaces by path", async () => {
     const a = makeBundle('nsowner', ['sleep', '60']);
     const aPid = await h.create(a);
     await h.engine.start(a.id);
@@ -352,7 +382,7 @@ describe('a container from an OCI bundle', () => {
     await h.engine.delete(b.id);
   });
 
-  it('runs execs in the container, with the container\'s view and their own exit codes', async () => {
+  it("runs execs in the container, with the container's view and their own exit codes", async () => {
     const b = makeBundle('exec', ['sleep', '60']);
     await h.create(b);
     await h.engine.start(b.id);
@@ -432,7 +462,10 @@ describe('a container from an OCI bundle', () => {
     process.kill(rec.pid, 'SIGKILL');
     // The sandbox is gone (or a zombie of ours for an instant): either way it is stopped.
     await new Promise<void>((resolve) => {
-      const check = () => (fs.existsSync(`/proc/${rec.sandboxPid}/stat`) && !fs.readFileSync(`/proc/${rec.sandboxPid}/stat`, 'utf8').includes(') Z') ? setImmediate(check) : resolve());
+      const check = () =>
+        fs.existsSync(`/proc/${rec.sandboxPid}/stat`) && !fs.readFileSync(`/proc/${rec.sandboxPid}/stat`, 'utf8').includes(') Z')
+          ? setImmediate(check)
+          : resolve();
       check();
     });
     expect((await other.ociState(b.id)).status).toBe('stopped');

@@ -97,9 +97,11 @@ describe('a create that fails', () => {
 
   it('gives up on a container whose setup hangs, within the setup deadline, and leaves nothing', async () => {
     const slow = new Harness({ setupDeadline: 2 });
-    const b = slow.track(makeBundle('hang', ['true'], (s) => {
-      s.hooks = { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'sleep 60'] }] };
-    }));
+    const b = slow.track(
+      makeBundle('hang', ['true'], (s) => {
+        s.hooks = { createContainer: [{ path: '/bin/sh', args: ['sh', '-c', 'sleep 60'] }] };
+      }),
+    );
     const before = footprint(slow.root, b.id);
     const started = Date.now();
     const err = await slow.create(b).catch((e: unknown) => e);

@@ -71,7 +71,7 @@ describe('a container process with CAP_SYS_PTRACE watching for new processes', (
 });
 
 describe('a pod sharing one pid namespace', () => {
-  it('never shows a new container\'s init to its siblings before it is inside its own root', async () => {
+  it("never shows a new container's init to its siblings before it is inside its own root", async () => {
     const hostDir = fs.mkdtempSync(path.join(scratch, 'host-'));
     const { script: watch, bundle: pod } = watcher('podpid', hostDir);
     const podPid = await h.create(pod);
@@ -96,7 +96,7 @@ describe('a pod sharing one pid namespace', () => {
 });
 
 describe('a container sharing a volume with a new one', () => {
-  it('cannot steer the new container\'s mounts outside its rootfs by swapping a symlink', async () => {
+  it("cannot steer the new container's mounts outside its rootfs by swapping a symlink", async () => {
     const vol = fs.mkdtempSync(path.join(scratch, 'vol-'));
     fs.mkdirSync(path.join(vol, 'a'));
     const outside = fs.mkdtempSync(path.join(scratch, 'outside-'));
@@ -136,7 +136,7 @@ describe('mounts into /proc', () => {
     expect(await createError(b)).toMatch(/mounts\[0\]\.destination: only a proc filesystem can be mounted at \/proc/);
   });
 
-  it('refuses a bind over a sysctl file, so the runtime\'s sysctl write cannot be redirected', async () => {
+  it("refuses a bind over a sysctl file, so the runtime's sysctl write cannot be redirected", async () => {
     const fake = path.join(scratch, 'fake-ip-forward');
     fs.writeFileSync(fake, '');
     const b = makeBundle('proc-sysctl', ['true'], (s) => {
@@ -154,8 +154,12 @@ describe('mounts into /proc', () => {
     expect(await createError(b)).toMatch(/\/kernel\/hostname resolves into \/proc/);
   });
 
-  it('writes sysctls to the container\'s own kernel settings', async () => {
-    const b = makeBundle('sysctl', ['cat', '/proc/sys/net/ipv4/ip_forward', '/proc/sys/kernel/hostname'], (s) => (s.linux!.sysctl = { 'net.ipv4.ip_forward': '1' }));
+  it("writes sysctls to the container's own kernel settings", async () => {
+    const b = makeBundle(
+      'sysctl',
+      ['cat', '/proc/sys/net/ipv4/ip_forward', '/proc/sys/kernel/hostname'],
+      (s) => (s.linux!.sysctl = { 'net.ipv4.ip_forward': '1' }),
+    );
     const r = await h.run(b);
     expect(r.out).toBe(`1\n${b.id}\n`);
   });
@@ -181,8 +185,10 @@ describe('capabilities', () => {
   it('drops every capability outside the bounding set, whatever /proc/sys/kernel/cap_last_cap says', async () => {
     // A container with CAP_SYS_ADMIN covers cap_last_cap with "0"; an exec must still get
     // only the spec's bounding set (the runtime once read that file inside the container).
-    const b = makeBundle('lastcap', ['sh', '-c', 'echo 0 > /tmp/zero && mount --bind /tmp/zero /proc/sys/kernel/cap_last_cap && touch /tmp/ready && sleep 60'], (s) =>
-      addCaps(s, 'CAP_SYS_ADMIN'),
+    const b = makeBundle(
+      'lastcap',
+      ['sh', '-c', 'echo 0 > /tmp/zero && mount --bind /tmp/zero /proc/sys/kernel/cap_last_cap && touch /tmp/ready && sleep 60'],
+      (s) => addCaps(s, 'CAP_SYS_ADMIN'),
     );
     await h.create(b);
     await h.engine.start(b.id);
@@ -214,11 +220,15 @@ describe('masked paths', () => {
   });
 
   it('stay masked and read-only paths keep nosuid,nodev,noexec', async () => {
-    const b = makeBundle('masked', ['sh', '-c', 'wc -c < /proc/timer_list; ls /proc/irq | wc -l; grep " /proc/sys " /proc/self/mountinfo | cut -d" " -f6'], (s) => {
-      s.linux!.maskedPaths = ['/proc/timer_list', '/proc/irq'];
-      s.linux!.readonlyPaths = ['/proc/sys'];
-      s.mounts![0].options = ['nosuid', 'noexec', 'nodev'];
-    });
+    const b = makeBundle(
+      'masked',
+      ['sh', '-c', 'wc -c < /proc/timer_list; ls /proc/irq | wc -l; grep " /proc/sys " /proc/self/mountinfo | cut -d" " -f6'],
+      (s) => {
+        s.linux!.maskedPaths = ['/proc/timer_list', '/proc/irq'];
+        s.linux!.readonlyPaths = ['/proc/sys'];
+        s.mounts![0].options = ['nosuid', 'noexec', 'nodev'];
+      },
+    );
     const r = await h.run(b);
     expect(r.err).toBe('');
     expect(r.out.split('\n').slice(0, 2)).toEqual(['0', '0']);
@@ -227,7 +237,7 @@ describe('masked paths', () => {
 });
 
 describe('device nodes', () => {
-  it('are limited to runc\'s defaults when the spec has no device rules at all', async () => {
+  it("are limited to runc's defaults when the spec has no device rules at all", async () => {
     const b = makeBundle('nodevrules', ['sh', '-c', 'mknod /tmp/kmsg c 1 11 && echo made; echo x > /tmp/kmsg && echo wrote'], (s) => {
       addCaps(s, 'CAP_MKNOD');
       s.linux!.resources = undefined;
@@ -249,7 +259,9 @@ describe('device nodes', () => {
   });
 
   it('a container with CAP_MKNOD cannot use a node its rules do not allow, on v1 and on its unified cgroup', async () => {
-    const b = makeBundle('mknod', ['sh', '-c', 'mknod /tmp/kmsg c 1 11 && echo made; echo x > /tmp/kmsg && echo wrote; grep "^0::" /proc/self/cgroup'], (s) => addCaps(s, 'CAP_MKNOD'));
+    const b = makeBundle('mknod', ['sh', '-c', 'mknod /tmp/kmsg c 1 11 && echo made; echo x > /tmp/kmsg && echo wrote; grep "^0::" /proc/self/cgroup'], (s) =>
+      addCaps(s, 'CAP_MKNOD'),
+    );
     const r = await h.run(b);
     expect(r.out).toBe(`made\n0::/tsbox-test/${b.id}\n`);
     expect(r.err).toMatch(/\/tmp\/kmsg: Operation not permitted/);

@@ -97,7 +97,13 @@ export async function taskTopicsOfRun(prefix: string, run: (id: string) => Promi
     for (let attempt = 0; attempt < attempts; attempt++) {
       const id = uniqueId(prefix);
       const lines: string[] = [];
-      const collect = (c: Buffer) => lines.push(...c.toString().split('\n').filter((l) => l.includes(id) && l.includes('/tasks/')));
+      const collect = (c: Buffer) =>
+        lines.push(
+          ...c
+            .toString()
+            .split('\n')
+            .filter((l) => l.includes(id) && l.includes('/tasks/')),
+        );
       events.stdout?.on('data', collect);
       await run(id);
       await waitForLine(events, new RegExp(`/tasks/delete.*${id}`), 3000).catch(() => undefined);
@@ -115,7 +121,7 @@ export async function taskTopicsOfRun(prefix: string, run: (id: string) => Promi
  * states of other processes: there is no event to await); rejects after `ms`.
  */
 export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, ms = 20000): Promise<void> {
-  for (const deadline = Date.now() + ms; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + ms; Date.now() < deadline;) {
     if (await cond()) return;
     await new Promise((r) => setImmediate(r));
   }
@@ -154,7 +160,9 @@ export function alive(pid: number): boolean {
 /** Pids of tsbox shim daemons whose command line continues with `args`. */
 export function shimDaemons(args: string): string[] {
   try {
-    return execFileSync('pgrep', ['-f', `shim/main.js ${args}`], { encoding: 'utf8' }).trim().split('\n');
+    return execFileSync('pgrep', ['-f', `shim/main.js ${args}`], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
   } catch {
     return [];
   }

@@ -69,7 +69,15 @@ Total 4096`;
 describe('cgroup stats parsers', () => {
   it('reads v2 memory.stat into the v2 MemoryStat fields, dropping unknown keys', () => {
     const m = v2MemoryStat(V2_MEMORY_STAT);
-    expect(m).toMatchObject({ anon: 1052672, file: 4096, kernelStack: 16384, inactiveAnon: 1048576, slabUnreclaimable: 98032, pgfault: 1287, thpFaultAlloc: 0 });
+    expect(m).toMatchObject({
+      anon: 1052672,
+      file: 4096,
+      kernelStack: 16384,
+      inactiveAnon: 1048576,
+      slabUnreclaimable: 98032,
+      pgfault: 1287,
+      thpFaultAlloc: 0,
+    });
     expect(m).not.toHaveProperty('kernel');
     expect(m).not.toHaveProperty('pagetables');
   });
@@ -79,11 +87,26 @@ describe('cgroup stats parsers', () => {
       { major: 8, minor: 0, rbytes: 1597440, wbytes: 4096, rios: 82, wios: 1 },
       { major: 254, minor: 0, rbytes: 0, wbytes: 12288, rios: 0, wios: 3 },
     ]);
-    expect(Object.fromEntries(parseKeyValues(V2_CPU_STAT))).toEqual({ usage_usec: 20114, user_usec: 12180, system_usec: 7934, nr_periods: 4, nr_throttled: 1, throttled_usec: 5410 });
+    expect(Object.fromEntries(parseKeyValues(V2_CPU_STAT))).toEqual({
+      usage_usec: 20114,
+      user_usec: 12180,
+      system_usec: 7934,
+      nr_periods: 4,
+      nr_throttled: 1,
+      throttled_usec: 5410,
+    });
   });
 
   it('maps v1 memory.stat names onto the v1 MemoryStat fields', () => {
-    expect(v1MemoryStat(V1_MEMORY_STAT)).toMatchObject({ cache: 135168, rss: 569344, pgPgIn: 456, pgPgOut: 283, pgFault: 1065, hierarchicalMemoryLimit: 67108864, totalPgPgIn: 456 });
+    expect(v1MemoryStat(V1_MEMORY_STAT)).toMatchObject({
+      cache: 135168,
+      rss: 569344,
+      pgPgIn: 456,
+      pgPgOut: 283,
+      pgFault: 1065,
+      hierarchicalMemoryLimit: 67108864,
+      totalPgPgIn: 456,
+    });
   });
 
   it('reads v1 blkio entries without the Total line', () => {

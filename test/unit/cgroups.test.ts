@@ -1,5 +1,15 @@
 /** The pure half of the cgroup module: host probing, path rules and file formats. */
-import { deviceRules, parseMountinfo, resolveCgroupsPath, expandSlice, v1Writes, v2Writes, sharesToWeight, orderMemoryWrites, CgroupManager } from '../../src/sandbox/cgroups';
+import {
+  deviceRules,
+  parseMountinfo,
+  resolveCgroupsPath,
+  expandSlice,
+  v1Writes,
+  v2Writes,
+  sharesToWeight,
+  orderMemoryWrites,
+  CgroupManager,
+} from '../../src/sandbox/cgroups';
 
 // /proc/self/mountinfo excerpts: the rig's hybrid host, and a pure cgroup v2 host (Debian 12 default).
 const HYBRID = `35 24 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
@@ -49,7 +59,11 @@ describe('cgroupsPath', () => {
 });
 
 describe('limits as file writes', () => {
-  const resources = { memory: { limit: 1 << 26, reservation: 1 << 25, swap: 1 << 27 }, cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, pids: { limit: 20 } };
+  const resources = {
+    memory: { limit: 1 << 26, reservation: 1 << 25, swap: 1 << 27 },
+    cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' },
+    pids: { limit: 20 },
+  };
 
   it('v1: one file per limit in its controller, period before quota', () => {
     expect(v1Writes(resources).map((w) => `${w.controller}/${w.file}=${w.value}`)).toEqual([
@@ -65,7 +79,12 @@ describe('limits as file writes', () => {
   });
 
   it('v1: device rules deny everything first, then the spec, then the defaults', () => {
-    const w = v1Writes({ devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 10, minor: 229, access: 'rw' }] });
+    const w = v1Writes({
+      devices: [
+        { allow: false, access: 'rwm' },
+        { allow: true, type: 'c', major: 10, minor: 229, access: 'rw' },
+      ],
+    });
     expect(w.slice(0, 3).map((x) => `${x.file} ${x.value}`)).toEqual(['devices.deny a', 'devices.deny a *:* rwm', 'devices.allow c 10:229 rw']);
     expect(w.some((x) => x.value === 'c 1:3 rwm')).toBe(true);
   });
@@ -90,7 +109,11 @@ describe('limits as file writes', () => {
       'cpuset.cpus=0',
       'pids.max=20',
     ]);
-    expect(v2Writes({ cpu: { quota: -1, period: 100000 }, memory: { limit: -1, swap: -1 } }).map((w) => `${w.file}=${w.value}`)).toEqual(['memory.max=max', 'memory.swap.max=max', 'cpu.max=max 100000']);
+    expect(v2Writes({ cpu: { quota: -1, period: 100000 }, memory: { limit: -1, swap: -1 } }).map((w) => `${w.file}=${w.value}`)).toEqual([
+      'memory.max=max',
+      'memory.swap.max=max',
+      'cpu.max=max 100000',
+    ]);
     expect(v2Writes({ unified: { 'memory.high': '1000000' } })[0]).toMatchObject({ file: 'memory.high', value: '1000000' });
     expect(() => v2Writes({ unified: { '../x': '1' } })).toThrow('invalid key');
   });
@@ -103,7 +126,10 @@ describe('limits as file writes', () => {
 describe('memory limit order on v1', () => {
   const writes = (limit: number, swap: number) => v1Writes({ memory: { limit, swap } }).map((w) => w.file);
   it('raises memsw before memory when the new limit is above the current swap limit', () => {
-    expect(orderMemoryWrites(v1Writes({ memory: { limit: 100, swap: 200 } }), () => '50')).toMatchObject([{ file: 'memory.memsw.limit_in_bytes' }, { file: 'memory.limit_in_bytes' }]);
+    expect(orderMemoryWrites(v1Writes({ memory: { limit: 100, swap: 200 } }), () => '50')).toMatchObject([
+      { file: 'memory.memsw.limit_in_bytes' },
+      { file: 'memory.limit_in_bytes' },
+    ]);
   });
   it('keeps memory first when lowering', () => {
     expect(orderMemoryWrites(v1Writes({ memory: { limit: 10, swap: 20 } }), () => '50').map((w) => w.file)).toEqual(writes(10, 20));

@@ -3,9 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native, SANDBOX_BINARY } from '../../src/native/addon';
 
-const cargoVersion = /^version = "([^"]+)"/m.exec(
-  fs.readFileSync(path.join(__dirname, '..', '..', 'addon', 'Cargo.toml'), 'utf8'),
-)?.[1];
+const cargoVersion = /^version = "([^"]+)"/m.exec(fs.readFileSync(path.join(__dirname, '..', '..', 'addon', 'Cargo.toml'), 'utf8'))?.[1];
 
 describe('native build', () => {
   it('loads the napi addon and reports the workspace version', () => {

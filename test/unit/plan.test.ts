@@ -4,7 +4,16 @@ import { CLONE, MS, parseSignal } from '../../src/oci/linux';
 import { defaultSpec } from '../engine/bundle';
 import type { Spec } from '../../src/oci/spec';
 
-const ctx: PlanContext = { id: 'c1', bundle: '/b', cgroupProcs: ['/sys/fs/cgroup/memory/x/cgroup.procs'], cgroupViews: [{ name: 'memory', hostDir: '/sys/fs/cgroup/memory/x' }, { name: 'pids', hostDir: '/sys/fs/cgroup/pids/x' }], cgroupVersion: 1 };
+const ctx: PlanContext = {
+  id: 'c1',
+  bundle: '/b',
+  cgroupProcs: ['/sys/fs/cgroup/memory/x/cgroup.procs'],
+  cgroupViews: [
+    { name: 'memory', hostDir: '/sys/fs/cgroup/memory/x' },
+    { name: 'pids', hostDir: '/sys/fs/cgroup/pids/x' },
+  ],
+  cgroupVersion: 1,
+};
 
 function spec(edit?: (s: Spec) => void): Spec {
   const s = defaultSpec('c1', ['sh']);
@@ -61,12 +70,18 @@ describe('planContainer', () => {
     const typo = spec((s) => s.mounts!.push({ destination: '/d', type: 'bind', source: '/x', options: ['rbind', 'rsharedd'] }));
     expect(() => planContainer(typo, ctx)).toThrow('mounts[6].options[1]: unknown option "rsharedd" for a bind mount');
     // Filesystem data on a bind mount means nothing to the kernel: ignored, as runc does.
-    const data = planContainer(spec((s) => s.mounts!.push({ destination: '/d', type: 'bind', source: '/x', options: ['rbind', 'mode=755'] })), ctx);
+    const data = planContainer(
+      spec((s) => s.mounts!.push({ destination: '/d', type: 'bind', source: '/x', options: ['rbind', 'mode=755'] })),
+      ctx,
+    );
     expect(data.mounts.find((m) => m.destination === '/d')).toMatchObject({ bind: true, data: '' });
   });
 
   it('plans bind mounts with a remount for their flags, relative sources from the bundle', () => {
-    const p = planContainer(spec((s) => s.mounts!.push({ destination: '/data/', type: 'none', source: 'data', options: ['rbind', 'ro'] })), ctx);
+    const p = planContainer(
+      spec((s) => s.mounts!.push({ destination: '/data/', type: 'none', source: 'data', options: ['rbind', 'ro'] })),
+      ctx,
+    );
     expect(p.mounts.at(-1)).toEqual({
       source: '/b/data',
       destination: '/data',
@@ -83,7 +98,10 @@ describe('planContainer', () => {
   });
 
   it('expands a cgroup mount into a tmpfs and one bind per v1 hierarchy', () => {
-    const p = planContainer(spec((s) => s.mounts!.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro', 'nosuid'] })), ctx);
+    const p = planContainer(
+      spec((s) => s.mounts!.push({ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro', 'nosuid'] })),
+      ctx,
+    );
     expect(p.mounts.slice(-3).map((m) => [m.destination, m.fstype || 'bind', m.source])).toEqual([
       ['/sys/fs/cgroup', 'tmpfs', 'tmpfs'],
       ['/sys/fs/cgroup/memory', 'bind', '/sys/fs/cgroup/memory/x'],
@@ -96,13 +114,19 @@ describe('planContainer', () => {
     const p = planContainer(spec(), ctx);
     expect(p.devices.map((d) => d.path)).toEqual(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty']);
     expect(p.symlinks).toContainEqual({ target: 'pts/ptmx', link: '/dev/ptmx' });
-    const priv = planContainer(spec((s) => s.mounts!.splice(1, 1, { destination: '/dev', type: 'bind', source: '/dev', options: ['rbind'] })), ctx);
+    const priv = planContainer(
+      spec((s) => s.mounts!.splice(1, 1, { destination: '/dev', type: 'bind', source: '/dev', options: ['rbind'] })),
+      ctx,
+    );
     expect(priv.devices).toEqual([]);
     expect(priv.symlinks).toEqual([]);
   });
 
   it('pauses for prestart/createRuntime hooks and carries the in-container ones', () => {
-    const p = planContainer(spec((s) => (s.hooks = { prestart: [{ path: '/bin/true' }], startContainer: [{ path: '/bin/x', timeout: 3 }] })), ctx);
+    const p = planContainer(
+      spec((s) => (s.hooks = { prestart: [{ path: '/bin/true' }], startContainer: [{ path: '/bin/x', timeout: 3 }] })),
+      ctx,
+    );
     expect(p.pauseForHooks).toBe(true);
     expect(p.hooks.startContainer).toEqual([{ path: '/bin/x', args: [], env: [], timeout: 3, field: 'hooks.startContainer[0]' }]);
     expect(p.hookState).toMatchObject({ id: 'c1', bundle: '/b', status: 'creating' });
@@ -115,23 +139,63 @@ describe('planContainer', () => {
     ['no mount namespace', (s) => (s.linux!.namespaces = [{ type: 'pid' }]), 'linux.namespaces: a mount namespace is required'],
     ['user ns without maps', (s) => s.linux!.namespaces!.push({ type: 'user' }), 'linux.uidMappings: a new user namespace needs uidMappings and gidMappings'],
     ['hostname without uts', (s) => (s.linux!.namespaces = [{ type: 'mount' }]), 'hostname: setting a hostname needs a uts namespace'],
-    ['relative mount destination', (s) => s.mounts!.push({ destination: 'data', type: 'tmpfs' }), 'mounts[6].destination: must be an absolute path, got "data"'],
+    [
+      'relative mount destination',
+      (s) => s.mounts!.push({ destination: 'data', type: 'tmpfs' }),
+      'mounts[6].destination: must be an absolute path, got "data"',
+    ],
     ['bind without source', (s) => s.mounts!.push({ destination: '/d', type: 'bind' }), 'mounts[6].source: a bind mount needs a source'],
     ['unknown capability', (s) => s.process!.capabilities!.bounding!.push('CAP_FLY'), 'process.capabilities.bounding[3]: unknown capability "CAP_FLY"'],
     ['unknown rlimit', (s) => s.process!.rlimits!.push({ type: 'RLIMIT_FUN', soft: 1, hard: 1 }), 'process.rlimits[1].type: unknown rlimit "RLIMIT_FUN"'],
     ['relative cwd', (s) => (s.process!.cwd = 'tmp'), 'process.cwd: must be an absolute path, got "tmp"'],
     ['no args', (s) => (s.process!.args = []), 'process.args: needs at least one element'],
-    ['bad seccomp action', (s) => (s.linux!.seccomp = { defaultAction: 'SCMP_ACT_NOPE' }), 'linux.seccomp.defaultAction: invalid seccomp action "SCMP_ACT_NOPE"'],
-    ['seccomp notify', (s) => (s.linux!.seccomp = { defaultAction: 'SCMP_ACT_NOTIFY' }), 'linux.seccomp.defaultAction: invalid seccomp action "SCMP_ACT_NOTIFY" (seccomp user notification is not supported)'],
-    ['bad seccomp op', (s) => (s.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['x'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_WAT' }] }] }), 'linux.seccomp.syscalls[0].args[0].op: invalid seccomp operator "SCMP_CMP_WAT"'],
+    [
+      'bad seccomp action',
+      (s) => (s.linux!.seccomp = { defaultAction: 'SCMP_ACT_NOPE' }),
+      'linux.seccomp.defaultAction: invalid seccomp action "SCMP_ACT_NOPE"',
+    ],
+    [
+      'seccomp notify',
+      (s) => (s.linux!.seccomp = { defaultAction: 'SCMP_ACT_NOTIFY' }),
+      'linux.seccomp.defaultAction: invalid seccomp action "SCMP_ACT_NOTIFY" (seccomp user notification is not supported)',
+    ],
+    [
+      'bad seccomp op',
+      (s) =>
+        (s.linux!.seccomp = {
+          defaultAction: 'SCMP_ACT_ALLOW',
+          syscalls: [{ names: ['x'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_WAT' }] }],
+        }),
+      'linux.seccomp.syscalls[0].args[0].op: invalid seccomp operator "SCMP_CMP_WAT"',
+    ],
     ['bad device type', (s) => (s.linux!.devices = [{ path: '/dev/x', type: 'q' }]), 'linux.devices[0].type: unknown device type "q"'],
     ['relative hook', (s) => (s.hooks = { poststop: [{ path: 'x' }] }), 'hooks.poststop[0].path: must be an absolute path, got "x"'],
     ['oom score out of range', (s) => (s.process!.oomScoreAdj = 2000), 'process.oomScoreAdj: must be an integer in -1000..1000'],
-    ['a host directory bound at /proc', (s) => (s.mounts![0] = { destination: '/proc', type: 'bind', source: '/tmp', options: ['rbind'] }), 'mounts[0].destination: only a proc filesystem can be mounted at /proc'],
-    ['a tmpfs at /proc', (s) => (s.mounts![0] = { destination: '/proc/', type: 'tmpfs', source: 'tmpfs' }), 'mounts[0].destination: only a proc filesystem can be mounted at /proc'],
-    ['a bind over a sysctl', (s) => s.mounts!.push({ destination: '/proc/sys/net/../kernel/core_pattern', type: 'bind', source: '/tmp/x' }), expect.stringMatching(/^mounts\[6\]\.destination: \/proc\/sys\/kernel\/core_pattern is inside \/proc, where only /)],
-    ['an SELinux label', (s) => (s.process!.selinuxLabel = 'system_u:system_r:container_t:s0'), 'process.selinuxLabel: SELinux labels are not applied by tsbox'],
-    ['a sysctl name that climbs out of /proc/sys', (s) => (s.linux!.sysctl = { '../../sysrq-trigger': 'b' }), 'linux.sysctl[../../sysrq-trigger]: is not a sysctl name'],
+    [
+      'a host directory bound at /proc',
+      (s) => (s.mounts![0] = { destination: '/proc', type: 'bind', source: '/tmp', options: ['rbind'] }),
+      'mounts[0].destination: only a proc filesystem can be mounted at /proc',
+    ],
+    [
+      'a tmpfs at /proc',
+      (s) => (s.mounts![0] = { destination: '/proc/', type: 'tmpfs', source: 'tmpfs' }),
+      'mounts[0].destination: only a proc filesystem can be mounted at /proc',
+    ],
+    [
+      'a bind over a sysctl',
+      (s) => s.mounts!.push({ destination: '/proc/sys/net/../kernel/core_pattern', type: 'bind', source: '/tmp/x' }),
+      expect.stringMatching(/^mounts\[6\]\.destination: \/proc\/sys\/kernel\/core_pattern is inside \/proc, where only /),
+    ],
+    [
+      'an SELinux label',
+      (s) => (s.process!.selinuxLabel = 'system_u:system_r:container_t:s0'),
+      'process.selinuxLabel: SELinux labels are not applied by tsbox',
+    ],
+    [
+      'a sysctl name that climbs out of /proc/sys',
+      (s) => (s.linux!.sysctl = { '../../sysrq-trigger': 'b' }),
+      'linux.sysctl[../../sysrq-trigger]: is not a sysctl name',
+    ],
   ])('refuses %s, naming the field', (_name, edit, message) => {
     expect(planError(spec(edit)).message).toEqual(message);
   });
@@ -139,7 +203,16 @@ describe('planContainer', () => {
 
 describe('planProcess', () => {
   it('maps capabilities past bit 31 and unlimited rlimits', () => {
-    const p = planProcess({ user: { uid: 1, gid: 2, additionalGids: [3] }, cwd: '/', args: ['x'], capabilities: { bounding: ['CAP_CHOWN', 'SYS_ADMIN', 'CAP_BPF', 'cap_bpf'] }, rlimits: [{ type: 'RLIMIT_CORE', soft: 2 ** 64, hard: 2 ** 64 }] }, undefined);
+    const p = planProcess(
+      {
+        user: { uid: 1, gid: 2, additionalGids: [3] },
+        cwd: '/',
+        args: ['x'],
+        capabilities: { bounding: ['CAP_CHOWN', 'SYS_ADMIN', 'CAP_BPF', 'cap_bpf'] },
+        rlimits: [{ type: 'RLIMIT_CORE', soft: 2 ** 64, hard: 2 ** 64 }],
+      },
+      undefined,
+    );
     expect(p.capabilities!.bounding).toBe(2 ** 0 + 2 ** 21 + 2 ** 39);
     expect(capNames(p.capabilities!.bounding)).toEqual(['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_BPF']);
     expect(p.rlimits).toEqual([{ resource: 4, soft: null, hard: null, field: 'process.rlimits[0]' }]);
@@ -147,17 +220,35 @@ describe('planProcess', () => {
   });
 
   it('compiles seccomp rules into the plan form', () => {
-    const p = planProcess({ user: { uid: 0, gid: 0 }, cwd: '/', args: ['x'] }, { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 38, architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 3, valueTwo: 0, op: 'SCMP_CMP_EQ' }] }] });
+    const p = planProcess(
+      { user: { uid: 0, gid: 0 }, cwd: '/', args: ['x'] },
+      {
+        defaultAction: 'SCMP_ACT_ERRNO',
+        defaultErrnoRet: 38,
+        architectures: ['SCMP_ARCH_X86_64'],
+        syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 3, valueTwo: 0, op: 'SCMP_CMP_EQ' }] }],
+      },
+    );
     expect(p.seccomp).toEqual({
       defaultAction: { kind: 'errno', value: 38 },
       architectures: ['SCMP_ARCH_X86_64'],
-      rules: [{ names: ['read'], action: { kind: 'allow', value: null }, args: [{ index: 0, value: 3, valueTwo: 0, op: 'eq' }], field: 'linux.seccomp.syscalls[0]' }],
+      rules: [
+        { names: ['read'], action: { kind: 'allow', value: null }, args: [{ index: 0, value: 3, valueTwo: 0, op: 'eq' }], field: 'linux.seccomp.syscalls[0]' },
+      ],
     });
   });
 });
 
 describe('parseSignal', () => {
-  it.each([['TERM', 15], ['SIGKILL', 9], ['9', 9], ['hup', 1], ['RTMIN+2', 36], ['NOPE', undefined], ['0', undefined]])('%s → %s', (s, n) => {
+  it.each([
+    ['TERM', 15],
+    ['SIGKILL', 9],
+    ['9', 9],
+    ['hup', 1],
+    ['RTMIN+2', 36],
+    ['NOPE', undefined],
+    ['0', undefined],
+  ])('%s → %s', (s, n) => {
     expect(parseSignal(s)).toBe(n);
   });
 });

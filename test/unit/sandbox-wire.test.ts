@@ -22,6 +22,10 @@ describe('sandbox wire messages', () => {
 
   it('maps a sandbox error to an engine error, a null field read as none', () => {
     const answer = parseWireMessage('{"id":1,"err":{"step":"open","errno":2,"errnoName":"ENOENT","field":null,"message":"no such container"}}');
-    expect(answer?.kind === 'answer' && answer.err && sandboxError(answer.err)).toMatchObject({ kind: 'NotFound', message: 'no such container', detail: { step: 'open', errno: 'ENOENT' } });
+    expect(answer?.kind === 'answer' && answer.err && sandboxError(answer.err)).toMatchObject({
+      kind: 'NotFound',
+      message: 'no such container',
+      detail: { step: 'open', errno: 'ENOENT' },
+    });
   });
 });

@@ -48,9 +48,7 @@ describe('ttrpc framing', () => {
     const max = Buffer.alloc(MAX_MESSAGE_LENGTH, 1);
     const got = frames(new FrameDecoder(), encodeFrame(1, 1, 0, max));
     expect(got[0].kind).toBe('frame');
-    expect(() => encodeFrame(1, 1, 0, Buffer.alloc(MAX_MESSAGE_LENGTH + 1))).toThrow(
-      'message length 4194305 exceed maximum message size of 4194304',
-    );
+    expect(() => encodeFrame(1, 1, 0, Buffer.alloc(MAX_MESSAGE_LENGTH + 1))).toThrow('message length 4194305 exceed maximum message size of 4194304');
   });
 
   it('skips an oversize frame in pieces and decodes the frame after it', () => {

@@ -6,7 +6,21 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Client, ClosedError, Code, FrameDecoder, MessageType, RpcError, Server, encodeFrame, unary, callTyped, MAX_INFLIGHT, MAX_MESSAGE_LENGTH, MAX_UNSENT } from '../../src/ttrpc';
+import {
+  Client,
+  ClosedError,
+  Code,
+  FrameDecoder,
+  MessageType,
+  RpcError,
+  Server,
+  encodeFrame,
+  unary,
+  callTyped,
+  MAX_INFLIGHT,
+  MAX_MESSAGE_LENGTH,
+  MAX_UNSENT,
+} from '../../src/ttrpc';
 import { containerd, google, ttrpc } from '../../src/proto';
 
 const SVC = 'test.v1.Echo';
@@ -260,11 +274,13 @@ describe('ttrpc server + client', () => {
     const s = net.createConnection(sock);
     await new Promise((r) => s.once('connect', r));
     s.pause(); // a client that never reads
-    const frames = Array.from({ length: N }, (_, i) => encodeFrame(2 * i + 1, MessageType.Request, 0, ttrpc.Request.encode({ service: 'test.v1.Flood', method: 'Big' }).finish()));
+    const frames = Array.from({ length: N }, (_, i) =>
+      encodeFrame(2 * i + 1, MessageType.Request, 0, ttrpc.Request.encode({ service: 'test.v1.Flood', method: 'Big' }).finish()),
+    );
     s.write(Buffer.concat(frames));
     // Nothing to await but the server going quiet: sample until the count stops moving.
     let last = -1;
-    for (const deadline = Date.now() + 10_000; handled !== last && Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 10_000; handled !== last && Date.now() < deadline;) {
       last = handled;
       await new Promise((r) => setTimeout(r, 200));
     }

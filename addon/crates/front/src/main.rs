@@ -167,10 +167,7 @@ fn group_key(cfg: &Config, flags: &Flags, bundle: &Path) -> String {
     match cfg.grouping.as_str() {
         "container" => format!("container:{}", flags.id),
         "pod" => {
-            let spec: serde_json::Value = std::fs::read(bundle.join("config.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
+            let spec: serde_json::Value = std::fs::read(bundle.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
             let ann = &spec["annotations"];
             match ann["io.containerd.runc.v2.group"].as_str().or(ann["io.kubernetes.cri.sandbox-id"].as_str()) {
                 Some(pod) => format!("pod:{pod}"),
@@ -281,7 +278,8 @@ fn spawn_daemon(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str
     }
     let (rd, wr) = (fds[0], fds[1]);
     let mut cmd = Command::new(node());
-    cmd.args(DAEMON_NODE_FLAGS).arg(daemon_entry())
+    cmd.args(DAEMON_NODE_FLAGS)
+        .arg(daemon_entry())
         .args(["-namespace", &flags.namespace, "-id", &flags.id, "-address", &flags.address])
         .arg("-socket")
         .arg(socket)
@@ -480,7 +478,8 @@ mod tests {
 
     #[test]
     fn flags_in_every_form() {
-        let a: Vec<String> = ["-namespace", "k8s.io", "--id=x", "-address", "/a", "-publish-binary", "/b", "-debug", "start"].iter().map(|s| s.to_string()).collect();
+        let a: Vec<String> =
+            ["-namespace", "k8s.io", "--id=x", "-address", "/a", "-publish-binary", "/b", "-debug", "start"].iter().map(|s| s.to_string()).collect();
         let f = parse_flags(&a).unwrap_or_default();
         assert_eq!((f.namespace.as_str(), f.id.as_str(), f.address.as_str(), f.debug, f.action.as_str()), ("k8s.io", "x", "/a", true, "start"));
         assert!(parse_flags(&["-nope".to_string()]).is_err());

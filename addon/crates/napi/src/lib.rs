@@ -30,7 +30,6 @@ pub fn send_with_fds(sock: i32, data: Buffer, fds: Vec<i32>) -> Result<u32> {
     tsbox_sys::fd::send_with_fds(sock, &data, &fds).map(|n| n as u32).map_err(js_err)
 }
 
-
 /// One device rule as the engine passes it: linux.resources.devices, wildcards as null.
 #[napi(object)]
 pub struct DeviceRule {

@@ -16,8 +16,7 @@ pub fn run_all(kind: &str, hooks: &[HookPlan], state: &str) -> Result<()> {
 fn run(kind: &str, hook: &HookPlan, state: &str) -> Result<()> {
     let step = |what: &str| format!("{kind} hook {}: {what}", hook.path);
     let mut pipe = [0; 2];
-    check(unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) }, || step("pipe"))
-        .map_err(|e| e.with_field(hook.field.clone()))?;
+    check(unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) }, || step("pipe")).map_err(|e| e.with_field(hook.field.clone()))?;
     let (rd, wr) = (own(pipe[0]), own(pipe[1]));
     let path = cstring(&hook.path);
     let args: Vec<_> = if hook.args.is_empty() { vec![cstring(&hook.path)] } else { hook.args.iter().map(|a| cstring(a)).collect() };
@@ -62,8 +61,7 @@ fn run(kind: &str, hook: &HookPlan, state: &str) -> Result<()> {
     let mut status = 0;
     unsafe { libc::waitpid(pid, &mut status, 0) };
     if ready == 0 {
-        return Err(SysError::new(step(&format!("timed out after {}s", hook.timeout.unwrap_or(0))), libc::ETIMEDOUT)
-            .with_field(hook.field.clone()));
+        return Err(SysError::new(step(&format!("timed out after {}s", hook.timeout.unwrap_or(0))), libc::ETIMEDOUT).with_field(hook.field.clone()));
     }
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
         return Ok(());

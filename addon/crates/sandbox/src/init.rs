@@ -3,9 +3,9 @@
 //! and never returning: on any failure it reports {step, errno, field} to tsbox-sandbox
 //! over the setup channel and exits.
 
+use crate::inroot::{self, Root};
 use crate::plan::{ContainerPlan, MountPlan, ProcessPlan};
 use crate::sync::{self, FromChild, ToChild};
-use crate::inroot::{self, Root};
 use crate::{hooks, mnt, seccomp};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use tsbox_sys::sys::{cstring, pivot_root};
@@ -107,8 +107,7 @@ fn container_setup(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>) ->
         setns_path(&ns.path, ns.flag, &ns.field)?;
     }
     if let Some(h) = &plan.hostname {
-        ok(unsafe { libc::sethostname(h.as_ptr() as *const libc::c_char, h.len()) }, || format!("sethostname {h}"))
-            .map_err(|e| e.with_field("hostname"))?;
+        ok(unsafe { libc::sethostname(h.as_ptr() as *const libc::c_char, h.len()) }, || format!("sethostname {h}")).map_err(|e| e.with_field("hostname"))?;
     }
     if let Some(d) = &plan.domainname {
         ok(unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) }, || format!("setdomainname {d}"))
@@ -414,11 +413,7 @@ fn mount_one(root: &Root, m: &MountPlan) -> Result<()> {
         mnt::attach(&tree, &target)?;
         tree
     } else {
-        let target = if KERNEL_FS.contains(&m.fstype.as_str()) {
-            kernel_fs_target(root, m)?
-        } else {
-            root.mkdir_all(&m.destination, 0o755)?
-        };
+        let target = if KERNEL_FS.contains(&m.fstype.as_str()) { kernel_fs_target(root, m)? } else { root.mkdir_all(&m.destination, 0o755)? };
         not_into_proc(&target, m)?;
         mnt::mount_fs_on(&m.source, &target, &m.fstype, m.flags, &m.data)?;
         // What is at the destination now is the new filesystem's root.
@@ -494,8 +489,9 @@ fn make_device(root: &Root, d: &crate::plan::DevicePlan, bind: bool) -> Result<(
         }
         // Something is already there. The same device is left alone (runc); anything
         // else (a planted symlink, a file) is refused rather than trusted.
-        let node = inroot::openat2(dir.as_raw_fd(), &name.to_string_lossy(), libc::O_PATH | libc::O_NOFOLLOW, inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS)
-            .map_err(|e| SysError::new(format!("{} exists in the rootfs: {}", d.path, e.step), e.errno))?;
+        let node =
+            inroot::openat2(dir.as_raw_fd(), &name.to_string_lossy(), libc::O_PATH | libc::O_NOFOLLOW, inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS)
+                .map_err(|e| SysError::new(format!("{} exists in the rootfs: {}", d.path, e.step), e.errno))?;
         return if same_device(&inroot::fstat(node.as_raw_fd())?, d) {
             Ok(())
         } else {
@@ -503,7 +499,8 @@ fn make_device(root: &Root, d: &crate::plan::DevicePlan, bind: bool) -> Result<(
         };
     }
     // The node we made, by handle: chmod (past the umask) and chown through it.
-    let node = inroot::openat2(dir.as_raw_fd(), &name.to_string_lossy(), libc::O_PATH | libc::O_NOFOLLOW, inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS)?;
+    let node =
+        inroot::openat2(dir.as_raw_fd(), &name.to_string_lossy(), libc::O_PATH | libc::O_NOFOLLOW, inroot::RESOLVE_BENEATH | inroot::RESOLVE_NO_SYMLINKS)?;
     if !same_device(&inroot::fstat(node.as_raw_fd())?, d) {
         return Err(SysError::new(format!("{} was replaced while it was created", d.path), libc::EEXIST));
     }
@@ -728,10 +725,9 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     }
     let unlock: libc::c_int = 0;
     ok(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) }, || "unlock the pty".into())?;
-    let slave = check(
-        unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) },
-        || "open the pty slave (TIOCGPTPEER)".into(),
-    )?;
+    let slave = check(unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) }, || {
+        "open the pty slave (TIOCGPTPEER)".into()
+    })?;
     Ok((master, own(slave)))
 }
 
@@ -749,17 +745,14 @@ fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterC
     // Resolved inside the root with no magic links: a cwd can never be a host fd's
     // directory (/proc/self/fd/N), whatever the spec or the image says. Entered while
     // still root, as runc's first chdir does.
-    let cwd = Root::open("/")
-        .and_then(|r| r.resolve(&p.cwd, libc::O_PATH | libc::O_DIRECTORY, 0))
-        .map_err(|e| e.with_field("process.cwd"))?;
+    let cwd = Root::open("/").and_then(|r| r.resolve(&p.cwd, libc::O_PATH | libc::O_DIRECTORY, 0)).map_err(|e| e.with_field("process.cwd"))?;
     ok(unsafe { libc::fchdir(cwd.as_raw_fd()) }, || format!("chdir {}", p.cwd)).map_err(|e| e.with_field("process.cwd"))?;
     drop(cwd);
     // Like runc: a process without HOME gets its user's home directory.
     let home = (!p.env.iter().any(|e| e.starts_with("HOME="))).then(|| home_of(p.uid));
     for r in &p.rlimits {
         let lim = libc::rlimit { rlim_cur: r.soft.unwrap_or(libc::RLIM_INFINITY), rlim_max: r.hard.unwrap_or(libc::RLIM_INFINITY) };
-        ok(unsafe { libc::setrlimit(r.resource as _, &lim) }, || format!("setrlimit {}", r.resource))
-            .map_err(|e| e.with_field(r.field.clone()))?;
+        ok(unsafe { libc::setrlimit(r.resource as _, &lim) }, || format!("setrlimit {}", r.resource)).map_err(|e| e.with_field(r.field.clone()))?;
     }
     if let Some(profile) = &p.apparmor_profile {
         apparmor_on_exec(profile).map_err(|e| e.with_field("process.apparmorProfile"))?;
@@ -785,8 +778,7 @@ fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterC
     if let Some(caps) = &p.capabilities {
         let mask = if last >= 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 };
         ok(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) }, || "prctl PR_SET_KEEPCAPS".into())?;
-        tsbox_sys::sys::capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
-            .map_err(|e| e.with_field("process.capabilities"))?;
+        tsbox_sys::sys::capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask).map_err(|e| e.with_field("process.capabilities"))?;
         // The kernel allows an ambient capability only when it is both permitted and
         // inheritable; like runc, the others are skipped rather than failing the start.
         let raisable = caps.ambient & caps.permitted & caps.inheritable;

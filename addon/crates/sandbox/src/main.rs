@@ -22,16 +22,11 @@ use tsbox_sys::fd::{own, sockaddr_un};
 use tsbox_sys::{check, Result};
 
 fn listen(path: &str) -> Result<OwnedFd> {
-    let fd = own(check(
-        unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) },
-        || "socket AF_UNIX".into(),
-    )?);
+    let fd = own(check(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }, || "socket AF_UNIX".into())?);
     let _ = std::fs::remove_file(path);
     let addr = sockaddr_un(path)?;
     check(
-        unsafe {
-            libc::bind(fd.as_raw_fd(), &addr as *const libc::sockaddr_un as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_un>() as u32)
-        },
+        unsafe { libc::bind(fd.as_raw_fd(), &addr as *const libc::sockaddr_un as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_un>() as u32) },
         || format!("bind {path}"),
     )?;
     let cpath = tsbox_sys::sys::cstring(path);
@@ -123,9 +118,7 @@ fn serve(socket: &str) -> Result<()> {
             }
         }
         if pfds[0].revents != 0 {
-            let fd = unsafe {
-                libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
-            };
+            let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };
             if fd >= 0 {
                 clients.push(Client::new(own(fd)));
             }

@@ -36,7 +36,10 @@ struct MountAttr {
 
 /// A detached copy of the mount at `fd` (recursive: its submounts too), not yet visible.
 pub fn clone_tree(fd: &OwnedFd, recursive: bool) -> Result<OwnedFd> {
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint | if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
     let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
     Ok(own(check(ret, || "open_tree (clone the bind source)".into())? as RawFd))
 }
@@ -53,7 +56,8 @@ pub fn attach(tree: &OwnedFd, target: &OwnedFd) -> Result<()> {
 pub fn set_attr(fd: &OwnedFd, recursive: bool, set: u64, clear: u64, propagation: u64) -> Result<()> {
     let attr = MountAttr { attr_set: set, attr_clr: clear, propagation, userns_fd: 0 };
     let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
-    let ret = unsafe { libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
     check(ret, || "mount_setattr".into()).map(|_| ())
 }
 
@@ -113,7 +117,9 @@ pub fn new_fs(fstype: &str, data: &str, ms: u64) -> Result<OwnedFd> {
         let v = value.as_ref().map_or(std::ptr::null(), |c| c.as_ptr() as *const libc::c_void);
         check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key.as_ptr(), v, 0) }, || format!("{fstype} option {opt}"))?;
     }
-    let cfg = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_void>(), 0) };
+    let cfg = unsafe {
+        libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<libc::c_char>(), std::ptr::null::<libc::c_void>(), 0)
+    };
     check(cfg, || format!("create a {fstype} filesystem"))?;
     let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs_of(ms).0) };
     Ok(own(check(m, || format!("fsmount {fstype}"))? as RawFd))

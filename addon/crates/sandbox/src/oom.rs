@@ -12,10 +12,7 @@ pub enum OomWatch {
 }
 
 fn oom_kills(events: &str) -> u64 {
-    std::fs::read_to_string(events)
-        .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok())))
-        .unwrap_or(0)
+    std::fs::read_to_string(events).ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok()))).unwrap_or(0)
 }
 
 impl OomWatch {

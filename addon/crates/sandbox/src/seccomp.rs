@@ -14,9 +14,7 @@ fn action(a: &SeccompAction, field: &str) -> Result<ScmpAction> {
         "trace" => ScmpAction::Trace(a.value.unwrap_or(0) as u16),
         "allow" => ScmpAction::Allow,
         "log" => ScmpAction::Log,
-        other => {
-            return Err(SysError::new(format!("seccomp action {other} is not supported"), libc::EINVAL).with_field(field))
-        }
+        other => return Err(SysError::new(format!("seccomp action {other} is not supported"), libc::EINVAL).with_field(field)),
     })
 }
 
@@ -56,21 +54,15 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext> {
         }
         let mut cmps = Vec::with_capacity(rule.args.len());
         for arg in &rule.args {
-            let op = compare(&arg.op, arg.value).ok_or_else(|| {
-                SysError::new(format!("seccomp operator {} is not supported", arg.op), libc::EINVAL)
-                    .with_field(rule.field.clone())
-            })?;
+            let op = compare(&arg.op, arg.value)
+                .ok_or_else(|| SysError::new(format!("seccomp operator {} is not supported", arg.op), libc::EINVAL).with_field(rule.field.clone()))?;
             let datum = if arg.op == "masked_eq" { arg.value_two } else { arg.value };
             cmps.push(ScmpArgCompare::new(arg.index, op, datum));
         }
         for name in &rule.names {
             // Like runc: a syscall this libseccomp or architecture does not know is skipped.
             let Ok(sc) = ScmpSyscall::from_name(name) else { continue };
-            let r = if cmps.is_empty() {
-                ctx.add_rule(act, sc)
-            } else {
-                ctx.add_rule_conditional(act, sc, &cmps)
-            };
+            let r = if cmps.is_empty() { ctx.add_rule(act, sc) } else { ctx.add_rule_conditional(act, sc, &cmps) };
             r.map_err(|e| lib_err(format!("seccomp: rule for {name}"), e).with_field(rule.field.clone()))?;
         }
     }

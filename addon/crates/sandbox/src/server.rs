@@ -17,17 +17,39 @@ use tsbox_sys::{check, fd::own, Result, SysError};
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
 enum Op {
-    Create { container: String, plan: Box<ContainerPlan>, fds: usize },
+    Create {
+        container: String,
+        plan: Box<ContainerPlan>,
+        fds: usize,
+    },
     /// createRuntime hooks ran; carry on with the create.
-    Resume { container: String },
-    Start { container: String },
-    Exec { container: String, exec: String, plan: Box<ExecPlan>, fds: usize },
-    Signal { container: String, exec: Option<String>, signal: i32 },
+    Resume {
+        container: String,
+    },
+    Start {
+        container: String,
+    },
+    Exec {
+        container: String,
+        exec: String,
+        plan: Box<ExecPlan>,
+        fds: usize,
+    },
+    Signal {
+        container: String,
+        exec: Option<String>,
+        signal: i32,
+    },
     State,
     /// Drop a stopped (or never started) container; kills its init first if needed.
-    Forget { container: String },
+    Forget {
+        container: String,
+    },
     /// Drop an exec that has exited.
-    ForgetExec { container: String, exec: String },
+    ForgetExec {
+        container: String,
+        exec: String,
+    },
     Shutdown,
 }
 
@@ -200,9 +222,7 @@ impl Sandbox {
             Op::ForgetExec { container, exec } => {
                 let c = self.container(&container)?;
                 match c.execs.get(&exec) {
-                    Some(p) if p.status != Status::Stopped => {
-                        Err(SysError::new(format!("exec {exec} is still running"), libc::EBUSY))
-                    }
+                    Some(p) if p.status != Status::Stopped => Err(SysError::new(format!("exec {exec} is still running"), libc::EBUSY)),
                     Some(_) => {
                         c.execs.remove(&exec);
                         Ok(json!({}))
@@ -562,8 +582,6 @@ fn kill_and_reap(p: &Process) {
     unsafe { libc::waitpid(p.pid, &mut status, 0) };
 }
 
-
-
 /// The init's namespaces that differ from ours, user namespace first (it grants the
 /// rights to enter the others), mount namespace last (it changes root and cwd).
 fn open_container_namespaces(init_pid: i32) -> Result<Vec<(i32, OwnedFd)>> {
@@ -594,13 +612,10 @@ fn open_container_namespaces(init_pid: i32) -> Result<Vec<(i32, OwnedFd)>> {
 }
 
 fn write_id_maps(pid: i32, plan: &ContainerPlan) -> Result<()> {
-    let render = |maps: &[crate::plan::IdMapping]| {
-        maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect::<String>()
-    };
+    let render = |maps: &[crate::plan::IdMapping]| maps.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect::<String>();
     for (file, maps, field) in [("uid_map", &plan.uid_mappings, "linux.uidMappings"), ("gid_map", &plan.gid_mappings, "linux.gidMappings")] {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, render(maps))
-            .map_err(|e| SysError::new(format!("write {path}"), e.raw_os_error().unwrap_or(libc::EIO)).with_field(field))?;
+        std::fs::write(&path, render(maps)).map_err(|e| SysError::new(format!("write {path}"), e.raw_os_error().unwrap_or(libc::EIO)).with_field(field))?;
     }
     Ok(())
 }

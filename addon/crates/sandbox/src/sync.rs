@@ -26,8 +26,14 @@ pub enum FromChild {
     Ready,
     /// An exec's first process joined the container and forked the exec'd process,
     /// whose pid (as tsbox-sandbox sees it) this is.
-    Spawned { pid: i32 },
-    Error { step: String, errno: i32, field: String },
+    Spawned {
+        pid: i32,
+    },
+    Error {
+        step: String,
+        errno: i32,
+        field: String,
+    },
 }
 
 /// How long tsbox-sandbox waits by default for any one answer from a process it sets
@@ -39,15 +45,20 @@ pub const SETUP_DEADLINE_SECS: u64 = 60;
 /// child's end, which waits as long as the container is not started).
 pub fn pair(deadline_secs: u64) -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
-    check(
-        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) },
-        || "socketpair for the setup channel".into(),
-    )?;
+    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }, || {
+        "socketpair for the setup channel".into()
+    })?;
     let (parent, child) = (own(fds[0]), own(fds[1]));
     let tv = libc::timeval { tv_sec: deadline_secs as libc::time_t, tv_usec: 0 };
     check(
         unsafe {
-            libc::setsockopt(parent.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const libc::timeval as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32)
+            libc::setsockopt(
+                parent.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
         },
         || "set the setup channel's deadline".into(),
     )?;
@@ -87,9 +98,7 @@ pub fn recv<T: for<'de> Deserialize<'de>>(fd: RawFd) -> Result<Option<T>> {
     if n == 0 {
         return Ok(None);
     }
-    serde_json::from_slice(&buf[..n])
-        .map(Some)
-        .map_err(|e| SysError::new(format!("decode setup message: {e}"), libc::EPROTO))
+    serde_json::from_slice(&buf[..n]).map(Some).map_err(|e| SysError::new(format!("decode setup message: {e}"), libc::EPROTO))
 }
 
 pub fn report(fd: &OwnedFd, e: &SysError) {

@@ -156,7 +156,11 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd> {
         // The verifier says why in its log; keep its last line for the error.
         let text = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)]).into_owned();
         let why = text.lines().rfind(|l| !l.trim().is_empty() && !l.starts_with("processed ")).unwrap_or("").to_string();
-        if why.is_empty() { e } else { SysError::new(format!("{}: {why}", e.step), e.errno) }
+        if why.is_empty() {
+            e
+        } else {
+            SysError::new(format!("{}: {why}", e.step), e.errno)
+        }
     })
 }
 

@@ -102,19 +102,10 @@ pub fn recv_with_fds(sock: RawFd, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Res
 
 /// A connected unix stream socket (close-on-exec).
 pub fn unix_connect(path: &str) -> Result<OwnedFd> {
-    let fd = own(check(
-        unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) },
-        || "socket AF_UNIX".into(),
-    )?);
+    let fd = own(check(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }, || "socket AF_UNIX".into())?);
     let addr = sockaddr_un(path)?;
     check(
-        unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                &addr as *const libc::sockaddr_un as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_un>() as u32,
-            )
-        },
+        unsafe { libc::connect(fd.as_raw_fd(), &addr as *const libc::sockaddr_un as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_un>() as u32) },
         || format!("connect {path}"),
     )?;
     Ok(fd)

@@ -37,15 +37,8 @@ pub enum Forked {
 /// whole address space.
 pub fn clone3(flags: u64) -> Result<Forked> {
     let mut pidfd: RawFd = -1;
-    let mut args = CloneArgs {
-        flags: flags | CLONE_PIDFD,
-        pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
-    };
+    let mut args = CloneArgs { flags: flags | CLONE_PIDFD, pidfd: &mut pidfd as *mut RawFd as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     let pid = check(ret, || format!("clone3 flags={:#x}", args.flags))?;
     if pid == 0 {
         Ok(Forked::Child)
@@ -55,9 +48,7 @@ pub fn clone3(flags: u64) -> Result<Forked> {
 }
 
 pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> Result<()> {
-    let ret = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, std::ptr::null::<libc::siginfo_t>(), 0)
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, std::ptr::null::<libc::siginfo_t>(), 0) };
     check(ret, || format!("pidfd_send_signal {sig}"))?;
     Ok(())
 }
@@ -95,11 +86,7 @@ pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<()> {
     let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
     let data = [
         CapData { effective: effective as u32, permitted: permitted as u32, inheritable: inheritable as u32 },
-        CapData {
-            effective: (effective >> 32) as u32,
-            permitted: (permitted >> 32) as u32,
-            inheritable: (inheritable >> 32) as u32,
-        },
+        CapData { effective: (effective >> 32) as u32, permitted: (permitted >> 32) as u32, inheritable: (inheritable >> 32) as u32 },
     ];
     let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
     check(ret, || "capset".into())?;
