@@ -49,6 +49,7 @@ images:
 # critest beside runc. One summary line over the jest lanes.
 RESULTS := build/jest-results.json build/jest-results-containerd2.json build/vm/jest-results.json
 test: setup build
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory test-rust
 	@rm -f $(RESULTS); status=0; \
 	$(NODE_BIN)/jest --ci --json --outputFile=build/jest-results.json || status=1; \
