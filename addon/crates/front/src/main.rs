@@ -147,20 +147,25 @@ struct Config {
     grouping: String,
 }
 
-/// The keys `start` needs from the flat TOML file; the daemon validates the whole file.
-fn load_config(path: Option<&str>) -> Config {
+/// The keys `start` needs, read the way the daemon reads them (a real TOML parser, the
+/// same rules for root and grouping): both must find the same socket. Anything else in
+/// the file is the daemon's to check.
+fn load_config(path: Option<&str>) -> Result<Config, String> {
     let mut c = Config { root: DEFAULT_ROOT.into(), grouping: "namespace".into() };
-    let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) else { return c };
-    for line in text.lines() {
-        let Some((k, v)) = line.split('#').next().unwrap_or("").split_once('=') else { continue };
-        let v = v.trim().trim_matches('"').to_string();
-        match k.trim() {
-            "root" if v.starts_with('/') => c.root = v,
-            "grouping" => c.grouping = v,
+    let Some(path) = path else { return Ok(c) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("tsbox config {path}: {e}"))?;
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("tsbox config {path}: {}", e.message()))?;
+    // The daemon's wording: the value as JSON.
+    let invalid = |k: &str, v: &toml::Value| format!("tsbox config {path}: invalid setting {k} = {}", serde_json::to_string(v).unwrap_or_default());
+    for (k, v) in &doc {
+        match (k.as_str(), v.as_str()) {
+            ("root", Some(r)) if r.starts_with('/') => c.root = r.into(),
+            ("grouping", Some(g)) if ["namespace", "pod", "container"].contains(&g) => c.grouping = g.into(),
+            ("root" | "grouping", _) => return Err(invalid(k, v)),
             _ => {}
         }
     }
-    c
+    Ok(c)
 }
 
 fn group_key(cfg: &Config, flags: &Flags, bundle: &Path) -> String {
@@ -330,7 +335,7 @@ fn start(flags: &Flags) -> Result<String, String> {
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
     let config = config_path_from_options(&stdin).or_else(|| std::env::var("TSBOX_CONFIG").ok().filter(|p| !p.is_empty()));
-    let cfg = load_config(config.as_deref());
+    let cfg = load_config(config.as_deref())?;
     let socket = daemon_socket(&cfg, flags, &group_key(&cfg, flags, &bundle));
     let dir = socket.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
@@ -509,6 +514,23 @@ mod tests {
         assert_eq!(group_key(&cfg("container"), &flags, &dir), "container:c1");
         assert_eq!(group_key(&cfg("pod"), &flags, Path::new("/nonexistent")), "container:c1");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn config_is_read_as_toml() {
+        let path = std::env::temp_dir().join(format!("tsbox-front-config-{}.toml", std::process::id()));
+        let load = |text: &str| {
+            let _ = std::fs::write(&path, text);
+            load_config(path.to_str()).map(|c| (c.root, c.grouping))
+        };
+        // Single quotes, comments and other tables: TOML, as the daemon reads it.
+        assert_eq!(load("root = '/x' # here\ngrouping = \"pod\"\nidle_timeout = 1\n"), Ok(("/x".into(), "pod".into())));
+        assert_eq!(load("[other]\nroot = '/y'\n"), Ok((DEFAULT_ROOT.into(), "namespace".into())));
+        assert!(load("root = 'relative'\n").is_err_and(|e| e.contains("invalid setting root")));
+        assert!(load("root = \n").is_err_and(|e| e.starts_with("tsbox config ")));
+        let _ = std::fs::remove_file(&path);
+        assert!(load_config(Some("/nonexistent/tsbox.toml")).is_err());
+        assert_eq!(load_config(None).map(|c| c.root), Ok(DEFAULT_ROOT.to_string()));
     }
 
     #[test]
