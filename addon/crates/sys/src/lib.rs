@@ -54,7 +54,11 @@ impl fmt::Display for SysError {
         if self.errno == 0 {
             write!(f, "{}", self.step)
         } else {
-            write!(f, "{}: {} ({})", self.step, self.errno_name(), errno_text(self.errno))
+            match self.errno_name() {
+                // An errno without a name here still says which one it was.
+                "errno" => write!(f, "{}: errno {} ({})", self.step, self.errno, errno_text(self.errno)),
+                name => write!(f, "{}: {name} ({})", self.step, errno_text(self.errno)),
+            }
         }
     }
 }
@@ -85,7 +89,8 @@ pub fn errno_text(errno: i32) -> String {
     }
 }
 
-/// Symbolic names for the errnos a container runtime meets; "errno N" otherwise.
+/// Symbolic names for the errnos a container runtime meets; "errno" for the others (the
+/// message and the wire carry the number beside it).
 pub fn errno_name(errno: i32) -> &'static str {
     match errno {
         0 => "unknown error",
@@ -145,6 +150,7 @@ mod tests {
     fn display_names_field_step_and_errno() {
         let e = SysError::new("bind source /x", 2).with_field("mounts[3] (/data)");
         assert_eq!(e.to_string(), "mounts[3] (/data): bind source /x: ENOENT (no such file or directory)");
+        assert_eq!(SysError::new("connect", libc::EHOSTUNREACH).to_string(), "connect: errno 113 (no route to host)");
     }
 
     #[test]
