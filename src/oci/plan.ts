@@ -268,7 +268,25 @@ export function planSeccomp(s: Seccomp): SeccompPlan {
 }
 
 /** Process settings shared by a container's init and its execs. */
+/**
+ * Refuses a string with a NUL byte anywhere under `value`: the kernel would read it cut
+ * short, so `a\u0000b` would silently become `a`. `field` names the first one found.
+ */
+function refuseNul(value: unknown, field: string): void {
+  if (typeof value === 'string') {
+    if (value.includes('\0')) throw new PlanError(field, 'contains a NUL byte');
+  } else if (Array.isArray(value)) {
+    value.forEach((v, i) => refuseNul(v, `${field}[${i}]`));
+  } else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k.includes('\0')) throw new PlanError(field || 'config.json', 'has a key containing a NUL byte');
+      refuseNul(v, field ? `${field}.${k}` : k);
+    }
+  }
+}
+
 export function planProcess(p: Process | undefined, seccomp: Seccomp | undefined, field = 'process'): ProcessPlan {
+  refuseNul(p, field);
   if (!p) throw new PlanError(field, 'is required');
   if (!p.args || p.args.length === 0) throw new PlanError(`${field}.args`, 'needs at least one element');
   if (typeof p.cwd !== 'string' || !isAbs(p.cwd)) throw new PlanError(`${field}.cwd`, `must be an absolute path, got "${p.cwd}"`);
@@ -532,6 +550,7 @@ export function validateHooks(spec: Spec): void {
 export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
   if (!spec || typeof spec !== 'object') throw new PlanError('config.json', 'is not a JSON object');
   if (typeof spec.ociVersion !== 'string') throw new PlanError('ociVersion', 'is required');
+  refuseNul(spec, '');
   if (!spec.root?.path) throw new PlanError('root.path', 'is required');
   const rootfs = isAbs(spec.root.path) ? spec.root.path : path.join(ctx.bundle, spec.root.path);
   const linux = spec.linux ?? {};

@@ -202,6 +202,24 @@ describe('planContainer', () => {
 });
 
 describe('planProcess', () => {
+  it('refuses a NUL byte in any string rather than letting the kernel cut it short', () => {
+    expect(() => planProcess({ user: { uid: 0, gid: 0 }, cwd: '/', args: ['sh', '-c', 'a\u0000b'] }, undefined)).toThrow(
+      'process.args[2]: contains a NUL byte',
+    );
+    expect(() =>
+      planContainer(
+        spec((s) => s.mounts!.push({ destination: '/d\u0000', type: 'tmpfs', source: 'tmpfs' })),
+        ctx,
+      ),
+    ).toThrow('mounts[6].destination: contains a NUL byte');
+    expect(() =>
+      planContainer(
+        spec((s) => (s.annotations = { 'k\u0000': 'v' })),
+        ctx,
+      ),
+    ).toThrow('annotations: has a key containing a NUL byte');
+  });
+
   it('maps capabilities past bit 31 and unlimited rlimits', () => {
     const p = planProcess(
       {
