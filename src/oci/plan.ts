@@ -36,6 +36,9 @@ export interface MountPlan {
   propagation: number;
   bind: boolean;
   remount: boolean;
+  /** mount_setattr(AT_RECURSIVE) attributes to set and clear (rro, rnosuid, …). */
+  recursiveSet: number;
+  recursiveClear: number;
   field: string;
 }
 

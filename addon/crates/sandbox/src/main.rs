@@ -3,6 +3,7 @@
 //! reaps them, and reports exits over its control socket (docs/architecture.md).
 //!
 //!   tsbox-sandbox --socket PATH     serve; prints "ready" on stdout once listening
+//!   tsbox-sandbox --echo-plan KIND  a container or exec plan from stdin back to stdout, as read
 //!   tsbox-sandbox --version
 
 mod hooks;
@@ -139,6 +140,16 @@ fn broadcast(clients: &mut [Client], events: Vec<serde_json::Value>) {
     }
 }
 
+fn echo_plan(kind: &str) -> std::result::Result<(), serde_json::Error> {
+    let out = if kind == "container" {
+        serde_json::to_string(&serde_json::from_reader::<_, plan::ContainerPlan>(std::io::stdin())?)?
+    } else {
+        serde_json::to_string(&serde_json::from_reader::<_, plan::ExecPlan>(std::io::stdin())?)?
+    };
+    println!("{out}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
@@ -153,8 +164,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        // The plan contract's test seam: a plan on stdin, as this process reads it, back on
+        // stdout (test/unit/plan-contract.test.ts).
+        ["--echo-plan", kind @ ("container" | "exec")] => match echo_plan(kind) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tsbox-sandbox: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: tsbox-sandbox --socket PATH | --version");
+            eprintln!("usage: tsbox-sandbox --socket PATH | --version | --echo-plan container|exec");
             ExitCode::from(2)
         }
     }

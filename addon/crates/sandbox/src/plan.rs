@@ -1,11 +1,12 @@
 //! The plan: what the TypeScript `spec → plan` layer (src/oci/plan.ts) decided, in the
 //! form this process executes without further interpretation. Field names mirror the
-//! TypeScript types one to one.
+//! TypeScript types one to one; a field either side lacks is refused, and
+//! test/unit/plan-contract.test.ts sends every field through `tsbox-sandbox --echo-plan`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerPlan {
     /// Absolute host path of the root filesystem.
     pub rootfs: String,
@@ -46,8 +47,8 @@ pub struct ContainerPlan {
     pub process: ProcessPlan,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinNamespace {
     /// CLONE_NEW* flag of the namespace type.
     pub flag: u64,
@@ -55,16 +56,16 @@ pub struct JoinNamespace {
     pub field: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdMapping {
     pub container_id: u32,
     pub host_id: u32,
     pub size: u32,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MountPlan {
     pub source: String,
     /// Absolute path inside the container.
@@ -83,8 +84,8 @@ pub struct MountPlan {
     pub field: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DevicePlan {
     pub path: String,
     /// S_IFCHR, S_IFBLK or S_IFIFO.
@@ -97,27 +98,29 @@ pub struct DevicePlan {
     pub field: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct Symlink {
     pub target: String,
     pub link: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct Sysctl {
     pub key: String,
     pub value: String,
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerHooks {
     pub create_container: Vec<HookPlan>,
     pub start_container: Vec<HookPlan>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HookPlan {
     pub path: String,
     pub args: Vec<String>,
@@ -126,8 +129,8 @@ pub struct HookPlan {
     pub field: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProcessPlan {
     pub args: Vec<String>,
     pub env: Vec<String>,
@@ -147,8 +150,8 @@ pub struct ProcessPlan {
     pub apparmor_profile: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rlimit {
     pub resource: i32,
     /// None means unlimited (RLIM_INFINITY).
@@ -157,7 +160,8 @@ pub struct Rlimit {
     pub field: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct Capabilities {
     pub bounding: u64,
     pub effective: u64,
@@ -166,16 +170,16 @@ pub struct Capabilities {
     pub ambient: u64,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeccompPlan {
     pub default_action: SeccompAction,
     pub architectures: Vec<String>,
     pub rules: Vec<SeccompRule>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeccompAction {
     /// kill_process, kill_thread, trap, errno, trace, allow, log
     pub kind: String,
@@ -183,8 +187,8 @@ pub struct SeccompAction {
     pub value: Option<u32>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeccompRule {
     pub names: Vec<String>,
     pub action: SeccompAction,
@@ -192,8 +196,8 @@ pub struct SeccompRule {
     pub field: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeccompArg {
     pub index: u32,
     pub value: u64,
@@ -203,8 +207,8 @@ pub struct SeccompArg {
 }
 
 /// A process started in a running container (exec).
-#[derive(Debug, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecPlan {
     pub cgroup_procs: Vec<String>,
     pub process: ProcessPlan,
