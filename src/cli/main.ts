@@ -275,6 +275,7 @@ function readJson<T>(file: string): T | null {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
   } catch {
+    // Absent or half-written: callers treat it as not there.
     return null;
   }
 }

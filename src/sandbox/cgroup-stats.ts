@@ -158,11 +158,13 @@ export function v2IoEntries(text: string): io.containerd.cgroups.v2.IIOEntry[] {
   return out;
 }
 
-function read(dir: string | undefined, file: string): string {
+/** A cgroup file's text; '' when the kernel does not offer it (controller off, older kernel). */
+export function readCgroupFile(dir: string | undefined, file: string): string {
   if (!dir) return '';
   try {
     return fs.readFileSync(path.join(dir, file), 'utf8');
   } catch {
+    // Absent means "not reported": the stat or setting it holds is left out.
     return '';
   }
 }
@@ -175,12 +177,12 @@ export type Stats = { version: 1; metrics: io.containerd.cgroups.v1.IMetrics } |
 export function readStats(rec: CgroupRecord, dirFor: (controller: string) => string | undefined): Stats {
   if (rec.version === 2) {
     const dir = rec.dirs[0]?.dir;
-    const cpu = parseKeyValues(read(dir, 'cpu.stat'));
-    const events = parseKeyValues(read(dir, 'memory.events'));
+    const cpu = parseKeyValues(readCgroupFile(dir, 'cpu.stat'));
+    const events = parseKeyValues(readCgroupFile(dir, 'memory.events'));
     return {
       version: 2,
       metrics: {
-        pids: { current: parseNumber(read(dir, 'pids.current')), limit: parseLimit(read(dir, 'pids.max')) },
+        pids: { current: parseNumber(readCgroupFile(dir, 'pids.current')), limit: parseLimit(readCgroupFile(dir, 'pids.max')) },
         cpu: {
           usageUsec: cpu.get('usage_usec') ?? 0,
           userUsec: cpu.get('user_usec') ?? 0,
@@ -190,13 +192,13 @@ export function readStats(rec: CgroupRecord, dirFor: (controller: string) => str
           throttledUsec: cpu.get('throttled_usec') ?? 0,
         },
         memory: {
-          ...v2MemoryStat(read(dir, 'memory.stat')),
-          usage: parseNumber(read(dir, 'memory.current')),
-          usageLimit: parseLimit(read(dir, 'memory.max')),
-          swapUsage: parseNumber(read(dir, 'memory.swap.current')),
-          swapLimit: parseLimit(read(dir, 'memory.swap.max')),
+          ...v2MemoryStat(readCgroupFile(dir, 'memory.stat')),
+          usage: parseNumber(readCgroupFile(dir, 'memory.current')),
+          usageLimit: parseLimit(readCgroupFile(dir, 'memory.max')),
+          swapUsage: parseNumber(readCgroupFile(dir, 'memory.swap.current')),
+          swapLimit: parseLimit(readCgroupFile(dir, 'memory.swap.max')),
         },
-        io: { usage: v2IoEntries(read(dir, 'io.stat')) },
+        io: { usage: v2IoEntries(readCgroupFile(dir, 'io.stat')) },
         memoryEvents: {
           low: events.get('low') ?? 0,
           high: events.get('high') ?? 0,
@@ -209,26 +211,26 @@ export function readStats(rec: CgroupRecord, dirFor: (controller: string) => str
   }
   const cpuacct = dirFor('cpuacct');
   const mem = dirFor('memory');
-  const ticks = parseKeyValues(read(cpuacct, 'cpuacct.stat'));
-  const throttle = parseKeyValues(read(dirFor('cpu'), 'cpu.stat'));
+  const ticks = parseKeyValues(readCgroupFile(cpuacct, 'cpuacct.stat'));
+  const throttle = parseKeyValues(readCgroupFile(dirFor('cpu'), 'cpu.stat'));
   const entry = (prefix: string): io.containerd.cgroups.v1.IMemoryEntry => ({
-    usage: parseNumber(read(mem, `${prefix}usage_in_bytes`)),
-    max: parseNumber(read(mem, `${prefix}max_usage_in_bytes`)),
-    limit: parseNumber(read(mem, `${prefix}limit_in_bytes`)),
-    failcnt: parseNumber(read(mem, `${prefix}failcnt`)),
+    usage: parseNumber(readCgroupFile(mem, `${prefix}usage_in_bytes`)),
+    max: parseNumber(readCgroupFile(mem, `${prefix}max_usage_in_bytes`)),
+    limit: parseNumber(readCgroupFile(mem, `${prefix}limit_in_bytes`)),
+    failcnt: parseNumber(readCgroupFile(mem, `${prefix}failcnt`)),
   });
-  const oom = parseKeyValues(read(mem, 'memory.oom_control'));
+  const oom = parseKeyValues(readCgroupFile(mem, 'memory.oom_control'));
   const blkio = dirFor('blkio');
   return {
     version: 1,
     metrics: {
-      pids: { current: parseNumber(read(dirFor('pids'), 'pids.current')), limit: parseNumber(read(dirFor('pids'), 'pids.max')) },
+      pids: { current: parseNumber(readCgroupFile(dirFor('pids'), 'pids.current')), limit: parseNumber(readCgroupFile(dirFor('pids'), 'pids.max')) },
       cpu: {
         usage: {
-          total: parseNumber(read(cpuacct, 'cpuacct.usage')),
+          total: parseNumber(readCgroupFile(cpuacct, 'cpuacct.usage')),
           user: (ticks.get('user') ?? 0) * TICK_NS,
           kernel: (ticks.get('system') ?? 0) * TICK_NS,
-          perCpu: read(cpuacct, 'cpuacct.usage_percpu').trim().split(/\s+/).filter(Boolean).map(Number),
+          perCpu: readCgroupFile(cpuacct, 'cpuacct.usage_percpu').trim().split(/\s+/).filter(Boolean).map(Number),
         },
         throttling: {
           periods: throttle.get('nr_periods') ?? 0,
@@ -237,15 +239,15 @@ export function readStats(rec: CgroupRecord, dirFor: (controller: string) => str
         },
       },
       memory: {
-        ...v1MemoryStat(read(mem, 'memory.stat')),
+        ...v1MemoryStat(readCgroupFile(mem, 'memory.stat')),
         usage: entry('memory.'),
         swap: entry('memory.memsw.'),
         kernel: entry('memory.kmem.'),
         kernelTcp: entry('memory.kmem.tcp.'),
       },
       blkio: {
-        ioServiceBytesRecursive: v1BlkioEntries(read(blkio, 'blkio.throttle.io_service_bytes_recursive')),
-        ioServicedRecursive: v1BlkioEntries(read(blkio, 'blkio.throttle.io_serviced_recursive')),
+        ioServiceBytesRecursive: v1BlkioEntries(readCgroupFile(blkio, 'blkio.throttle.io_service_bytes_recursive')),
+        ioServicedRecursive: v1BlkioEntries(readCgroupFile(blkio, 'blkio.throttle.io_serviced_recursive')),
       },
       memoryOomControl: { oomKillDisable: oom.get('oom_kill_disable') ?? 0, underOom: oom.get('under_oom') ?? 0, oomKill: oom.get('oom_kill') ?? 0 },
     },

@@ -10,15 +10,7 @@ import type { DeviceRule, Resources } from '../oci/spec';
 import { native, type DeviceFilterRule } from '../native/addon';
 import type { CgroupView } from '../oci/plan';
 import { EngineError } from './errors';
-import { readStats, Stats } from './cgroup-stats';
-
-function read(dir: string, file: string): string {
-  try {
-    return fs.readFileSync(path.join(dir, file), 'utf8');
-  } catch {
-    return '';
-  }
-}
+import { readCgroupFile, readStats, Stats } from './cgroup-stats';
 
 export interface Hierarchy {
   version: 1 | 2;
@@ -359,7 +351,7 @@ export class CgroupManager {
       for (const w of v2Writes(resources)) writeFile(path.join(dir, w.file), w.value, w.field);
       return;
     }
-    for (const w of orderMemoryWrites(v1Writes(resources), (f) => read(this.dirFor(rec, 'memory') ?? '', f))) {
+    for (const w of orderMemoryWrites(v1Writes(resources), (f) => readCgroupFile(this.dirFor(rec, 'memory') ?? '', f))) {
       const target = rec.dirs.find((d) => this.hierarchies.find((h) => h.mountpoint === d.hierarchy)?.controllers.includes(w.controller));
       if (!target) {
         if (w.controller === 'memory' && w.file === 'memory.memsw.limit_in_bytes') continue;
@@ -406,8 +398,8 @@ export class CgroupManager {
     if (!dir) throw new EngineError('FailedPrecondition', 'no freezer cgroup: pause is not available', { field: 'linux.cgroupsPath' });
     const [file, value, done] =
       rec.version === 2
-        ? ['cgroup.freeze', frozen ? '1' : '0', () => read(dir, 'cgroup.events').includes(`frozen ${frozen ? 1 : 0}`)]
-        : ['freezer.state', frozen ? 'FROZEN' : 'THAWED', () => read(dir, 'freezer.state').trim() === (frozen ? 'FROZEN' : 'THAWED')];
+        ? ['cgroup.freeze', frozen ? '1' : '0', () => readCgroupFile(dir, 'cgroup.events').includes(`frozen ${frozen ? 1 : 0}`)]
+        : ['freezer.state', frozen ? 'FROZEN' : 'THAWED', () => readCgroupFile(dir, 'freezer.state').trim() === (frozen ? 'FROZEN' : 'THAWED')];
     for (let attempt = 0; attempt < 1000; attempt++) {
       writeFile(path.join(dir, file), value, 'linux.cgroupsPath');
       if (done()) return;
@@ -431,6 +423,7 @@ export class CgroupManager {
     try {
       return fs.readFileSync(path.join(first.dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
     } catch {
+      // The cgroup is gone, and with it every process it held.
       return [];
     }
   }

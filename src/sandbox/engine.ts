@@ -119,6 +119,7 @@ export class Engine {
     try {
       ledger = [...new Set(fs.readFileSync(this.parentsLedger, 'utf8').split('\n').filter(Boolean))];
     } catch {
+      // No ledger: this engine never created a parent cgroup.
       return left;
     }
     const mine = (d: string) => cgroup.dirs.some((leaf) => leaf.dir.startsWith(`${d}/`));
@@ -282,6 +283,7 @@ export class Engine {
     try {
       conn = SandboxConnection.connect(rec.socket);
     } catch {
+      // Its sandbox no longer listens (it is exiting): the container has stopped.
       return this.markStopped(rec, null);
     }
     try {
@@ -531,7 +533,9 @@ export class Engine {
         } finally {
           conn.close();
         }
-      } catch {
+      } catch (e) {
+        // A sandbox that does not answer is killed, and its containers with it.
+        this.log.warn({ id: rec.id, err: (e as Error).message }, 'sandbox did not answer at delete; killing it');
         killQuietly(rec.sandboxPid);
       }
     }
@@ -546,6 +550,7 @@ export class Engine {
         try {
           return this.readSpec(rec.bundle);
         } catch {
+          // The bundle is gone already: there are no poststop hooks left to read.
           return null;
         }
       })();

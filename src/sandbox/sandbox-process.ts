@@ -68,6 +68,7 @@ export function parseWireMessage(line: string): WireMessage | null {
   try {
     msg = JSON.parse(line);
   } catch {
+    // Not JSON: not a message.
     return null;
   }
   if (!isRecord(msg)) return null;

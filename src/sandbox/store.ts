@@ -40,6 +40,7 @@ export function procStartTime(pid: number): string | null {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
   } catch {
+    // No such process: no start time, so it can never pass for the one we recorded.
     return null;
   }
 }

@@ -94,6 +94,7 @@ function ownSocket(socket: string, ino: number): boolean {
   try {
     return fs.statSync(socket).ino === ino;
   } catch {
+    // Removed: not ours any more either.
     return false;
   }
 }

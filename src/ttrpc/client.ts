@@ -41,6 +41,7 @@ class ClientConnection {
     try {
       frame = encodeFrame(streamId, MessageType.Request, 0, data);
     } catch {
+      // encodeFrame throws only for a frame over the size limit.
       return Promise.reject(new RpcError(Code.RESOURCE_EXHAUSTED, oversizeMessage(data.length)));
     }
     return new Promise<Uint8Array>((resolve, reject) => {
