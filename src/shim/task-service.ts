@@ -17,7 +17,7 @@ import { containerd, google, io, timestamp } from '../proto';
 import { Code, RpcError, ServiceMethods, unary } from '../ttrpc';
 import { Engine } from '../sandbox/engine';
 import { EngineError } from '../sandbox/errors';
-import type { ExitEvent, SandboxConnection } from '../sandbox/sandbox-process';
+import type { ExitEvent } from '../sandbox/sandbox-process';
 import type { Process, Resources, Spec } from '../oci/spec';
 import { EventPublisher } from './events';
 import { ProcessIO } from './io';
@@ -62,6 +62,34 @@ class Proc {
   }
 }
 
+/** What the service needs of a sandbox connection: its exit, oom and close events. */
+export interface SandboxEvents {
+  on(event: 'exit', listener: (ev: ExitEvent) => void): unknown;
+  on(event: 'oom', listener: (container: string) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  removeAllListeners(event?: 'close'): unknown;
+  close(): void;
+}
+
+/**
+ * The engine as the service uses it; an interface so the ordering rules above can be
+ * unit-tested with a fake engine (test/unit/task-service.test.ts).
+ */
+export interface TaskEngine {
+  readonly store: { readonly root: string };
+  create(id: string, bundle: string, opts: { stdio: number[] }): Promise<{ pid: number }>;
+  watch(id: string): SandboxEvents;
+  start(id: string): Promise<unknown>;
+  exec(id: string, process: Process, opts: { execId: string; stdio: number[] }): Promise<{ pid: number; conn: { close(): void } }>;
+  kill(id: string, signal: number, all?: boolean): Promise<void>;
+  signalExec(id: string, execId: string, signal: number): Promise<void>;
+  killCgroup(id: string, signal: number): void;
+  forgetExec(id: string, execId: string): Promise<unknown>;
+  delete(id: string, force?: boolean): Promise<unknown>;
+}
+
+type FullEngine = TaskEngine & Pick<Engine, 'ps' | 'pause' | 'resume' | 'stats' | 'update'>;
+
 class Container {
   readonly execs = new Map<string, Proc>();
   freezer: 'thawed' | 'pausing' | 'paused' = 'thawed';
@@ -70,7 +98,7 @@ class Container {
     readonly id: string,
     readonly bundle: string,
     readonly init: Proc,
-    readonly conn: SandboxConnection,
+    readonly conn: SandboxEvents,
     readonly ownsPidNs: boolean,
     readonly rootfsMounted: boolean,
   ) {}
@@ -101,8 +129,8 @@ export class TaskService {
   private readonly creating = new Set<string>();
 
   constructor(
-    private readonly engine: Engine,
-    private readonly events: EventPublisher,
+    private readonly engine: FullEngine,
+    private readonly events: Pick<EventPublisher, 'publish'>,
     private readonly namespace: string,
     private readonly log: Logger,
     private readonly hooks: { idle(): void; created(id: string): void },
@@ -156,7 +184,7 @@ export class TaskService {
     mountRootfs(req.rootfs, rootfs);
     let io: ProcessIO | null = null;
     let created = false;
-    let conn: SandboxConnection | null = null;
+    let conn: SandboxEvents | null = null;
     try {
       io = await ProcessIO.open({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, { id, namespace: this.namespace });
       const rec = await this.engine.create(id, bundle, { stdio: io.containerFds });
