@@ -10,7 +10,8 @@ export class EngineError extends Error {
   constructor(
     readonly kind: ErrorKind,
     message: string,
-    readonly detail: { step?: string; errno?: string; field?: string } = {},
+    /** status: the container's state when that refused the operation ("stopped"). */
+    readonly detail: { step?: string; errno?: string; field?: string; status?: string } = {},
   ) {
     super(message);
     this.name = 'EngineError';

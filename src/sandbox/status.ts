@@ -22,6 +22,6 @@ export function transition(id: string, from: Status, to: Status, operation: stri
 /** Checks that `operation` is allowed in `status` without changing it. */
 export function expectStatus(id: string, status: Status, allowed: readonly Status[], operation: string): void {
   if (!allowed.includes(status)) {
-    throw EngineError.failedPrecondition(`cannot ${operation} container ${id}: it is ${status}`);
+    throw new EngineError('FailedPrecondition', `cannot ${operation} container ${id}: it is ${status}`, { status });
   }
 }

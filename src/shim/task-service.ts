@@ -373,12 +373,10 @@ export class TaskService {
       else if (p.status !== 'running') throw RpcError.failedPrecondition(`exec ${req.execId} has not started`);
       else await this.engine.signalExec(c.id, req.execId, req.signal);
     } catch (e) {
-      const err = rpcError(e);
       // NotFound, or the engine already saw the init stopped before its exit was handled.
-      const gone =
-        err instanceof RpcError && (err.code === Code.NOT_FOUND || (!req.execId && err.code === Code.FAILED_PRECONDITION && /it is stopped/.test(err.message)));
+      const gone = e instanceof EngineError && (e.kind === 'NotFound' || (!req.execId && e.detail.status === 'stopped'));
       if (gone) throw RpcError.notFound('process already finished');
-      throw err;
+      throw rpcError(e);
     }
   }
 

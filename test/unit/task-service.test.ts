@@ -9,6 +9,8 @@ import * as path from 'node:path';
 import pino from 'pino';
 import { TaskService, type TaskEngine } from '../../src/shim/task-service';
 import type { ExitEvent } from '../../src/sandbox/sandbox-process';
+import { EngineError } from '../../src/sandbox/errors';
+import { expectStatus } from '../../src/sandbox/status';
 import type { containerd } from '../../src/proto';
 
 class FakeConn extends EventEmitter {
@@ -42,8 +44,9 @@ class FakeEngine implements TaskEngine {
   exec(): Promise<{ pid: number; conn: { close(): void } }> {
     return Promise.resolve({ pid: this.nextPid++, conn: { close: () => undefined } });
   }
+  killError: Error | null = null;
   kill(): Promise<void> {
-    return Promise.resolve();
+    return this.killError ? Promise.reject(this.killError) : Promise.resolve();
   }
   signalExec(): Promise<void> {
     return Promise.resolve();
@@ -170,5 +173,20 @@ describe('TaskService ordering', () => {
     await expect(svc.kill(req({ id: 'c1', signal: 9 }))).rejects.toMatchObject({ message: 'process already finished' });
     expect(await svc.delete(req({ id: 'c1' }))).toMatchObject({ exitStatus: 3 });
     expect(topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit c1', '/tasks/delete']);
+  });
+
+  it('answers NotFound when the engine saw the init stop before its exit reached the service', async () => {
+    const { svc, engine, bundle } = setup();
+    bundles.push(bundle);
+    await svc.create(createReq(bundle));
+    await svc.start(req({ id: 'c1' }));
+    try {
+      expectStatus('c1', 'stopped', ['running'], 'kill');
+    } catch (e) {
+      engine.killError = e as Error;
+    }
+    await expect(svc.kill(req({ id: 'c1', signal: 15 }))).rejects.toMatchObject({ message: 'process already finished' });
+    engine.killError = EngineError.failedPrecondition('cannot kill container c1: the sandbox is busy');
+    await expect(svc.kill(req({ id: 'c1', signal: 15 }))).rejects.toMatchObject({ message: 'cannot kill container c1: the sandbox is busy' });
   });
 });
