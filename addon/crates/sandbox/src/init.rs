@@ -388,17 +388,42 @@ fn bind_tree(m: &MountPlan) -> Result<OwnedFd> {
 
 /// The mount point `path` lives on: the longest mount point in mountinfo that contains it.
 fn parent_mount(path: &str) -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mount_point_of(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(), path)
+}
+
+/// `parent_mount` over a mountinfo text (field 5 is the mount point, with space, tab,
+/// newline and backslash written as octal escapes).
+fn mount_point_of(mountinfo: &str, path: &str) -> String {
     let mut best = "/".to_string();
-    for line in info.lines() {
+    for line in mountinfo.lines() {
         let Some(mp) = line.split(' ').nth(4) else { continue };
-        let mp = mp.replace("\\040", " ");
+        let mp = unescape_mountinfo(mp);
         let inside = path == mp || path.starts_with(&format!("{}/", mp.trim_end_matches('/')));
         if inside && mp.len() > best.len() {
             best = mp;
         }
     }
     best
+}
+
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One spec mount, before pivot_root. The target is created and opened inside the
@@ -801,23 +826,30 @@ fn setup_process(p: &ProcessPlan, early_seccomp: Option<&libseccomp::ScmpFilterC
 
 /// args[0] as execve needs it: a path, or looked up on the process's own PATH.
 fn resolve_program(p: &ProcessPlan) -> Result<String> {
-    let Some(arg0) = p.args.first() else {
+    find_program(&p.args, &p.env, |path| {
+        let c = cstring(path);
+        unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    })
+}
+
+/// args[0] as execve will find it: a path as given, else the first PATH entry (the
+/// process's own PATH, or the usual default) where `executable` says it can be run.
+fn find_program(args: &[String], env: &[String], executable: impl Fn(&str) -> bool) -> Result<String> {
+    let Some(arg0) = args.first() else {
         return Err(SysError::new("no program to run", libc::EINVAL).with_field("process.args"));
     };
     if arg0.contains('/') {
-        let c = cstring(arg0);
-        ok(unsafe { libc::access(c.as_ptr(), libc::X_OK) }, || format!("exec {arg0}")).map_err(|e| e.with_field("process.args[0]"))?;
+        if !executable(arg0) {
+            return Err(SysError::last(format!("exec {arg0}")).with_field("process.args[0]"));
+        }
         return Ok(arg0.clone());
     }
-    let path = p.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let candidate = format!("{dir}/{arg0}");
-        let c = cstring(&candidate);
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
-            return Ok(candidate);
-        }
-    }
-    Err(SysError::new(format!("exec {arg0}: not found in PATH"), libc::ENOENT).with_field("process.args[0]"))
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|dir| format!("{dir}/{arg0}"))
+        .find(|candidate| executable(candidate))
+        .ok_or_else(|| SysError::new(format!("exec {arg0}: not found in PATH"), libc::ENOENT).with_field("process.args[0]"))
 }
 
 /// The home directory of `uid` in the container's /etc/passwd, "/" when it has none.
@@ -865,5 +897,40 @@ impl Program {
         envp.push(std::ptr::null());
         unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         Err(SysError::last(format!("exec {}", self.path.to_string_lossy())).with_field("process.args[0]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_point_is_the_longest_containing_one_with_escapes_undone() {
+        let info = "22 1 0:21 / / rw - ext4 /dev/sda rw\n\
+                    23 22 0:22 / /var/lib rw - tmpfs t rw\n\
+                    24 23 0:23 / /var/lib/my\\040dir rw - tmpfs t rw\n\
+                    25 22 0:24 / /var/lib2 rw - tmpfs t rw\n";
+        assert_eq!(mount_point_of(info, "/var/lib/x/rootfs"), "/var/lib");
+        assert_eq!(mount_point_of(info, "/var/lib/my dir/rootfs"), "/var/lib/my dir");
+        assert_eq!(mount_point_of(info, "/var/lib2"), "/var/lib2");
+        assert_eq!(mount_point_of(info, "/var/lib22"), "/");
+        assert_eq!(mount_point_of("", "/x"), "/");
+        assert_eq!(unescape_mountinfo("a\\011b\\134c\\9"), "a\tb\\c\\9");
+    }
+
+    #[test]
+    fn programs_are_found_like_execvp_would() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let exists = |p: &str| ["/bin/sh", "/opt/bin/tool", "/usr/bin/tool"].contains(&p);
+        assert_eq!(find_program(&s(&["sh"]), &[], exists).ok(), Some("/bin/sh".to_string()));
+        assert_eq!(find_program(&s(&["tool"]), &s(&["PATH=::/opt/bin:/usr/bin"]), exists).ok(), Some("/opt/bin/tool".to_string()));
+        assert_eq!(find_program(&s(&["tool"]), &s(&["PATH=/usr/bin:/opt/bin"]), exists).ok(), Some("/usr/bin/tool".to_string()));
+        assert_eq!(find_program(&s(&["./tool"]), &[], |p| p == "./tool").ok(), Some("./tool".to_string()));
+        let missing = find_program(&s(&["nope"]), &[], exists).err();
+        assert_eq!(
+            missing.map(|e| (e.to_string(), e.errno)),
+            Some(("process.args[0]: exec nope: not found in PATH: ENOENT (no such file or directory)".to_string(), libc::ENOENT))
+        );
+        assert_eq!(find_program(&[], &[], exists).err().map(|e| e.field), Some("process.args".to_string()));
     }
 }
