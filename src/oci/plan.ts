@@ -553,7 +553,8 @@ export function validateHooks(spec: Spec): void {
 export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
   if (!spec || typeof spec !== 'object') throw new PlanError('config.json', 'is not a JSON object');
   if (typeof spec.ociVersion !== 'string') throw new PlanError('ociVersion', 'is required');
-  refuseNul(spec, '');
+  // The process is checked by planProcess below; the rest of the spec here, once.
+  refuseNul({ ...spec, process: undefined }, '');
   if (!spec.root?.path) throw new PlanError('root.path', 'is required');
   const rootfs = isAbs(spec.root.path) ? spec.root.path : path.join(ctx.bundle, spec.root.path);
   const linux = spec.linux ?? {};
