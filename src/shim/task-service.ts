@@ -21,6 +21,7 @@ import type { ExitEvent } from '../sandbox/sandbox-process';
 import type { Process, Resources, Spec } from '../oci/spec';
 import { EventPublisher } from './events';
 import { ProcessIO } from './io';
+import { ProcLife, type Verdict } from './proc-state';
 import { mountRootfs, unmountRootfs } from './rootfs';
 
 const T = containerd.task.v2;
@@ -32,34 +33,31 @@ export const TASK_SERVICE = 'containerd.task.v2.Task';
 const PROCESS_SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
 const RESOURCES_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 
-type ProcStatus = 'created' | 'running' | 'stopped';
-
+/** A process of a container: its phase (src/shim/proc-state.ts), pid and IO. */
 class Proc {
   pid = 0;
-  status: ProcStatus = 'created';
-  exitStatus = 0;
-  exitedAt: Date | null = null;
-  /** A start is in flight: its exit must wait for the start event. */
-  starting = false;
-  /** This exec's TaskExit is queued (the init's waits for it). */
-  exitPublished = false;
-  earlyExit: ExitEvent | null = null;
-  private resolveExit!: () => void;
-  readonly exited = new Promise<void>((r) => (this.resolveExit = r));
+  readonly life: ProcLife<ExitEvent>;
 
   constructor(
     readonly execId: string,
     readonly io: ProcessIO,
     readonly spec: Process | null,
-  ) {}
-
-  markExited(status: number): void {
-    if (this.status === 'stopped') return;
-    this.status = 'stopped';
-    this.exitStatus = status;
-    this.exitedAt = new Date();
-    this.resolveExit();
+  ) {
+    this.life = new ProcLife(execId ? 'exec' : 'init', execId);
   }
+
+  get exitStatus(): number {
+    return this.life.exit?.status ?? 0;
+  }
+
+  get exitedAt(): google.protobuf.ITimestamp | null {
+    const exit = this.life.exit;
+    return exit ? timestamp(exit.at.getTime()) : null;
+  }
+}
+
+function check(v: Verdict): void {
+  if (!v.ok) throw v.code === 'NotFound' ? RpcError.notFound(v.reason) : RpcError.failedPrecondition(v.reason);
 }
 
 /** What the service needs of a sandbox connection: its exit, oom and close events. */
@@ -93,7 +91,6 @@ type FullEngine = TaskEngine & Pick<Engine, 'ps' | 'pause' | 'resume' | 'stats' 
 class Container {
   readonly execs = new Map<string, Proc>();
   freezer: 'thawed' | 'pausing' | 'paused' = 'thawed';
-  pendingInitExit: ExitEvent | null = null;
   constructor(
     readonly id: string,
     readonly bundle: string,
@@ -118,10 +115,6 @@ function rpcError(e: unknown): Error {
     return new RpcError(code, e.message);
   }
   return e instanceof Error ? e : new Error(String(e));
-}
-
-function ts(d: Date | null): google.protobuf.ITimestamp | null {
-  return d ? timestamp(d.getTime()) : null;
 }
 
 export class TaskService {
@@ -224,39 +217,31 @@ export class TaskService {
 
   async start(req: containerd.task.v2.StartRequest): Promise<containerd.task.v2.IStartResponse> {
     const { c, p } = this.proc(req.id, req.execId);
-    if (p.status !== 'created' || p.starting) throw RpcError.failedPrecondition(`cannot start a ${p.status} process`);
-    p.starting = true;
+    check(p.life.mayStart());
+    p.life.begin();
+    let held: ExitEvent | null = null;
     try {
       if (!req.execId) {
         await this.engine.start(c.id);
-        p.status = 'running';
         this.events.publish('/tasks/start', 'TaskStart', E.TaskStart, { containerId: c.id, pid: p.pid });
       } else {
-        if (c.init.status !== 'running' || c.pendingInitExit) throw RpcError.failedPrecondition(`container ${c.id} is not running`);
+        if (!c.init.life.acceptsExec()) throw RpcError.failedPrecondition(`container ${c.id} is not running`);
         const res = await this.engine.exec(c.id, p.spec as Process, { execId: req.execId, stdio: p.io.containerFds });
         res.conn.close();
         p.io.attach();
         p.pid = res.pid;
-        p.status = 'running';
         this.events.publish('/tasks/exec-started', 'TaskExecStarted', E.TaskExecStarted, { containerId: c.id, execId: req.execId, pid: res.pid });
       }
+      held = p.life.started();
     } catch (e) {
-      if (req.execId && p.status === 'created') {
-        // A process that never ran: its Wait must not hang (runc closes its wait too), and
-        // containerd's client waits for the exec's IO to end before it reports the error,
-        // so every FIFO handle of ours goes now.
-        p.markExited(255);
-        p.io.close();
-      }
+      held = p.life.startFailed();
+      // containerd's client waits for a failed exec's IO to end before it reports the
+      // error, so every FIFO handle of ours goes now.
+      if (req.execId) p.io.close();
       throw rpcError(e);
     } finally {
-      p.starting = false;
       // An exit that came while the start was in flight is handled now, in order.
-      if (p.earlyExit) {
-        const ev = p.earlyExit;
-        p.earlyExit = null;
-        void this.onExit(c, ev);
-      }
+      if (held) void this.onExit(c, held);
       void this.finishInit(c);
     }
     return { pid: p.pid };
@@ -265,20 +250,8 @@ export class TaskService {
   private async onExit(c: Container, ev: ExitEvent): Promise<void> {
     if (ev.container !== c.id) return;
     const p = ev.exec ? c.execs.get(ev.exec) : c.init;
-    if (!p || p.status === 'stopped') return;
-    if (p.starting) {
-      p.earlyExit = ev;
-      return;
-    }
-    if (ev.exec) {
-      p.markExited(ev.status);
-      await p.io.drained(2000);
-      this.publishExit(c, p);
-      p.exitPublished = true;
-      void this.finishInit(c);
-      return;
-    }
-    c.pendingInitExit = ev;
+    if (!p?.life.reaped(ev)) return;
+    if (ev.exec) return this.publishExecExit(c, p, true);
     if (!c.ownsPidNs) {
       // Nothing takes the execs down with the init: do what the pid namespace would.
       try {
@@ -288,6 +261,15 @@ export class TaskService {
       }
     }
     await this.finishInit(c);
+  }
+
+  /** An exec's TaskExit, after its output drained (bounded); then the init's may follow. */
+  private async publishExecExit(c: Container, p: Proc, drain: boolean): Promise<void> {
+    p.life.publishing();
+    if (drain) await p.io.drained(2000);
+    p.life.published();
+    this.publishExit(c, p);
+    void this.finishInit(c);
   }
 
   /**
@@ -303,28 +285,26 @@ export class TaskService {
       // no record left: nothing to kill
     }
     for (const e of c.execs.values()) {
-      if (e.status !== 'running') continue;
-      e.markExited(137);
-      this.publishExit(c, e);
-      e.exitPublished = true;
+      if (e.life.phase !== 'running') continue;
+      e.life.reaped({ container: c.id, exec: e.execId, pid: e.pid, status: 137 });
+      void this.publishExecExit(c, e, false);
     }
-    if (c.init.status !== 'stopped') {
-      c.pendingInitExit ??= { container: c.id, exec: null, pid: c.init.pid, status: 137 };
-      await this.finishInit(c);
-    }
+    // Kept if the init's own exit was already reaped.
+    c.init.life.reaped({ container: c.id, exec: null, pid: c.init.pid, status: 137 });
+    await this.finishInit(c);
   }
 
   /** Publishes the init's exit once no exec of the container is still running. */
   private async finishInit(c: Container): Promise<void> {
-    const ev = c.pendingInitExit;
-    if (!ev) return;
+    const init = c.init;
+    if (init.life.phase !== 'exited') return;
     // Every started exec's TaskExit goes out before the init's (its pty may still drain).
-    for (const e of c.execs.values()) if (e.status === 'running' || e.starting || (e.pid > 0 && e.status === 'stopped' && !e.exitPublished)) return;
-    c.pendingInitExit = null;
+    for (const e of c.execs.values()) if (e.life.holdsInitExit) return;
+    init.life.publishing();
     c.freezer = 'thawed';
-    await c.init.io.drained(2000);
-    c.init.markExited(ev.status);
-    this.publishExit(c, c.init);
+    await init.io.drained(2000);
+    init.life.published();
+    this.publishExit(c, init);
   }
 
   private publishExit(c: Container, p: Proc): void {
@@ -333,14 +313,15 @@ export class TaskService {
       id: p.execId || c.id,
       pid: p.pid,
       exitStatus: p.exitStatus,
-      exitedAt: ts(p.exitedAt),
+      exitedAt: p.exitedAt,
     });
   }
 
   state(req: containerd.task.v2.StateRequest): containerd.task.v2.IStateResponse {
     const { c, p } = this.proc(req.id, req.execId);
-    let status = p.status === 'created' ? Status.CREATED : p.status === 'running' ? Status.RUNNING : Status.STOPPED;
-    if (p.status === 'running' && c.freezer !== 'thawed') status = c.freezer === 'paused' ? Status.PAUSED : Status.PAUSING;
+    const shown = p.life.shown;
+    let status = shown === 'created' ? Status.CREATED : shown === 'running' ? Status.RUNNING : Status.STOPPED;
+    if (shown === 'running' && c.freezer !== 'thawed') status = c.freezer === 'paused' ? Status.PAUSED : Status.PAUSING;
     const io = p.io.spec;
     return {
       id: c.id,
@@ -352,7 +333,7 @@ export class TaskService {
       stderr: io.stderr,
       terminal: io.terminal,
       exitStatus: p.exitStatus,
-      exitedAt: ts(p.exitedAt),
+      exitedAt: p.exitedAt,
       execId: req.execId,
     };
   }
@@ -361,16 +342,18 @@ export class TaskService {
     const { p } = this.proc(req.id, req.execId);
     // As long as the process runs: not a call that holds the connection's budget.
     park();
-    await Promise.race([p.exited, new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }))]);
-    return { exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
+    await Promise.race([
+      p.life.waited,
+      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })),
+    ]);
+    return { exitStatus: p.exitStatus, exitedAt: p.exitedAt };
   }
 
   async kill(req: containerd.task.v2.KillRequest): Promise<void> {
     const { c, p } = this.proc(req.id, req.execId);
-    if (p.status === 'stopped' || (!req.execId && c.pendingInitExit)) throw RpcError.notFound('process already finished');
+    check(p.life.mayKill());
     try {
       if (!req.execId) await this.engine.kill(c.id, req.signal, req.all);
-      else if (p.status !== 'running') throw RpcError.failedPrecondition(`exec ${req.execId} has not started`);
       else await this.engine.signalExec(c.id, req.execId, req.signal);
     } catch (e) {
       // NotFound, or the engine already saw the init stopped before its exit was handled.
@@ -382,23 +365,21 @@ export class TaskService {
 
   async delete(req: containerd.task.v2.DeleteRequest): Promise<containerd.task.v2.IDeleteResponse> {
     const { c, p } = this.proc(req.id, req.execId);
-    if (p.starting) throw RpcError.failedPrecondition('cannot delete a process while it is starting');
+    check(p.life.mayDelete());
     if (req.execId) {
-      if (p.status === 'running') throw RpcError.failedPrecondition(`cannot delete a running exec ${req.execId}`);
-      if (p.status === 'created') p.markExited(255);
+      if (p.life.phase === 'created') p.life.abandon(255);
       p.io.close();
       c.execs.delete(req.execId);
       if (p.pid > 0) await this.engine.forgetExec(c.id, req.execId).catch(() => undefined);
-      return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
+      return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: p.exitedAt };
     }
-    if (p.status === 'running' || c.pendingInitExit) throw new RpcError(Code.FAILED_PRECONDITION, 'cannot delete a running process');
     c.conn.removeAllListeners('close'); // the sandbox is about to go: that is no loss
     try {
       await this.engine.delete(c.id, true);
     } catch (e) {
       if (!(e instanceof EngineError && e.kind === 'NotFound')) throw rpcError(e);
     }
-    if (p.status === 'created') p.markExited(137);
+    if (p.life.phase === 'created') p.life.abandon(137);
     c.conn.close();
     p.io.close();
     for (const e of c.execs.values()) e.io.close();
@@ -408,10 +389,10 @@ export class TaskService {
       containerId: c.id,
       pid: p.pid,
       exitStatus: p.exitStatus,
-      exitedAt: ts(p.exitedAt),
+      exitedAt: p.exitedAt,
       id: '',
     });
-    return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
+    return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: p.exitedAt };
   }
 
   async pids(req: containerd.task.v2.PidsRequest): Promise<containerd.task.v2.IPidsResponse> {
@@ -419,7 +400,7 @@ export class TaskService {
     const pids = await this.engine.ps(c.id).catch((e: unknown) => {
       throw rpcError(e);
     });
-    const byPid = new Map([...c.execs].filter(([, p]) => p.status === 'running').map(([execId, p]) => [p.pid, execId]));
+    const byPid = new Map([...c.execs].filter(([, p]) => p.life.phase === 'running').map(([execId, p]) => [p.pid, execId]));
     return {
       processes: pids.map((pid) => {
         const execId = byPid.get(pid);
@@ -434,7 +415,7 @@ export class TaskService {
   async exec(req: containerd.task.v2.ExecProcessRequest): Promise<void> {
     const c = this.container(req.id);
     if (c.execs.has(req.execId)) throw RpcError.alreadyExists(`exec ${req.execId} already exists in container ${c.id}`);
-    if (c.init.status !== 'running' || c.pendingInitExit) throw RpcError.failedPrecondition(`container ${c.id} must be running to exec`);
+    if (!c.init.life.acceptsExec()) throw RpcError.failedPrecondition(`container ${c.id} must be running to exec`);
     if (c.freezer !== 'thawed') throw RpcError.failedPrecondition(`container ${c.id} is paused: resume it to exec`);
     if (!req.spec || req.spec.type_url !== PROCESS_SPEC_TYPE) throw RpcError.invalidArgument(`exec spec must be ${PROCESS_SPEC_TYPE}`);
     let spec: Process;
@@ -502,7 +483,7 @@ export class TaskService {
     } catch (e) {
       throw RpcError.invalidArgument(`resources are not valid JSON: ${(e as Error).message}`);
     }
-    if (c.init.status === 'stopped') throw RpcError.failedPrecondition(`container ${c.id} is stopped`);
+    if (c.init.life.ended) throw RpcError.failedPrecondition(`container ${c.id} is stopped`);
     await this.engine.update(c.id, resources).catch((e: unknown) => {
       throw rpcError(e);
     });

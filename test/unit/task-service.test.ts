@@ -147,6 +147,35 @@ describe('TaskService ordering', () => {
     expect(topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit c1']);
   });
 
+  it('reports a sandbox lost during the start as an exit after TaskStart, running execs first', async () => {
+    const { svc, engine, topics, bundle } = setup();
+    bundles.push(bundle);
+    await svc.create(createReq(bundle));
+    await svc.start(req({ id: 'c1' }));
+    await svc.exec(execReq('e1'));
+    await svc.start(req({ id: 'c1', execId: 'e1' }));
+    await svc.exec(execReq('e2'));
+    engine.conn.emit('close');
+    await svc.wait(req({ id: 'c1' }), new AbortController().signal, () => undefined);
+    // e2 never started: no exit of its own.
+    expect(topics.filter((t) => t.startsWith('/tasks/exit'))).toEqual(['/tasks/exit e1', '/tasks/exit c1']);
+    expect(svc.state(req({ id: 'c1' }))).toMatchObject({ exitStatus: 137 });
+
+    const second = setup();
+    bundles.push(second.bundle);
+    await second.svc.create(createReq(second.bundle));
+    const g = gate();
+    second.engine.startGate = g.promise;
+    const started = second.svc.start(req({ id: 'c1' }));
+    second.engine.conn.emit('close');
+    await settle();
+    expect(second.topics).toEqual(['/tasks/create']);
+    g.open();
+    await started;
+    await settle();
+    expect(second.topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit c1']);
+  });
+
   it('kills the execs through the cgroup when the init dies without its own pid namespace', async () => {
     const { svc, engine, topics, bundle } = setup(false);
     bundles.push(bundle);
