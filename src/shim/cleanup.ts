@@ -8,13 +8,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { containerd, timestamp } from '../proto';
 import { Engine } from '../sandbox/engine';
-import { DEFAULT_CONFIG } from './config';
-import type { ShimFlags } from './flags';
+import type { Launch } from './launch';
 import { unmountRootfs } from './rootfs';
 
-export async function cleanup(flags: ShimFlags): Promise<Uint8Array> {
+export async function cleanup(flags: Launch): Promise<Uint8Array> {
   const bundle = path.resolve(flags.bundle || process.cwd());
-  let root = path.join(DEFAULT_CONFIG.root, flags.namespace);
+  let root = path.join(flags.config.root, flags.namespace);
   try {
     root = (JSON.parse(fs.readFileSync(path.join(bundle, 'tsbox.json'), 'utf8')) as { root: string }).root;
   } catch {

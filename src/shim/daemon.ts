@@ -10,9 +10,8 @@ import pino, { Logger } from 'pino';
 import { RpcError, Server } from '../ttrpc';
 import { Engine } from '../sandbox/engine';
 import { native } from '../native/addon';
-import { loadConfig } from './config';
 import { EventPublisher } from './events';
-import type { ShimFlags } from './flags';
+import type { Launch } from './launch';
 import { TASK_SERVICE, TaskService } from './task-service';
 
 /** tsbox's private service on the daemon socket, called by the native `start`. */
@@ -108,11 +107,11 @@ function signalReady(message: string): void {
   }
 }
 
-export async function serve(flags: ShimFlags): Promise<void> {
+export async function serve(flags: Launch): Promise<void> {
   const bundle = path.resolve(flags.bundle || process.cwd());
   let log: Logger | null = null;
   try {
-    const cfg = loadConfig(process.env.TSBOX_CONFIG);
+    const cfg = flags.config;
     const sink = new FifoLog(bundle);
     log = pino({ level: flags.debug ? 'debug' : cfg.logLevel, base: { pid: process.pid, runtime: 'tsbox', namespace: flags.namespace } }, sink);
     // The first bundle may be deleted while we still serve others.

@@ -1,47 +1,39 @@
 /**
  * The Node half of containerd-shim-tsbox-v2. The native front (addon/crates/front)
- * answers `start` and the common `delete` itself and runs this for the rest:
- *   (no action)  the daemon;
- *   delete       the full cleanup, when something of the container is left.
+ * answers `start` and the common `delete` itself and runs this, with $TSBOX_SHIM
+ * (src/shim/launch.ts), for the rest:
+ *   serve   the group's daemon (spawned by `start`);
+ *   delete  the full cleanup, when something of the container is left.
  */
-import { parseShimFlags } from './flags';
+import { readLaunch, type Launch } from './launch';
 
-export async function main(argv: string[]): Promise<number> {
-  let flags;
+export async function main(env: NodeJS.ProcessEnv): Promise<number> {
+  let launch: Launch;
   try {
-    flags = parseShimFlags(argv);
+    launch = readLaunch(env.TSBOX_SHIM);
   } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
+    process.stderr.write(`containerd-shim-tsbox-v2: ${(e as Error).message}\n`);
     return 2;
   }
-  if (!flags.namespace) {
-    process.stderr.write('shim namespace cannot be empty\n');
-    return 1;
-  }
-  switch (flags.action) {
-    case 'delete': {
-      const { cleanup } = await import('./cleanup');
-      try {
-        process.stdout.write(await cleanup(flags));
-        return 0;
-      } catch (e) {
-        process.stderr.write(`tsbox delete: ${(e as Error).message}\n`);
-        return 1;
-      }
+  // Not for the processes the daemon starts.
+  delete env.TSBOX_SHIM;
+  if (launch.action === 'delete') {
+    const { cleanup } = await import('./cleanup');
+    try {
+      process.stdout.write(await cleanup(launch));
+      return 0;
+    } catch (e) {
+      process.stderr.write(`tsbox delete: ${(e as Error).message}\n`);
+      return 1;
     }
-    case '': {
-      const { serve } = await import('./daemon');
-      await serve(flags);
-      return -1; // keep running
-    }
-    default:
-      process.stderr.write(`unknown action ${flags.action} (start is answered by the native front)\n`);
-      return 2;
   }
+  const { serve } = await import('./daemon');
+  await serve(launch);
+  return -1; // keep running
 }
 
 if (require.main === module) {
-  void main(process.argv.slice(2)).then((code) => {
+  void main(process.env).then((code) => {
     if (code >= 0) process.exit(code);
   });
 }

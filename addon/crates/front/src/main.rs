@@ -7,7 +7,9 @@
 //!           write `<bundle>/address`; print the address (docs/protocol.md)
 //!   delete  nothing left of the container: answer at once; otherwise hand over to the
 //!           daemon code's full cleanup (docs/protocol.md)
-//!   (none)  serve: exec the daemon
+//!
+//! This binary alone reads containerd's command line and the config file: the daemon code
+//! gets both, checked, as one JSON document in $TSBOX_SHIM (`launch`).
 
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -71,101 +73,129 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
     Ok(f)
 }
 
-// --- protobuf, the little of it these commands need ---------------------------------
+// --- protobuf: the few messages these commands read and write -----------------------
 
-fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
+/// Declared with the field numbers of the .proto files in proto/ (ttrpc's Request and
+/// Response, runtimeoptions.v1.Options, containerd's DeleteResponse) and of containerd's
+/// types/introspection.proto (RuntimeInfo, not used by the daemon); prost does the wire.
+mod wire {
+    pub use prost::Message;
+    pub use prost_types::{Any, Timestamp};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Request {
+        #[prost(string, tag = "1")]
+        pub service: String,
+        #[prost(string, tag = "2")]
+        pub method: String,
+        #[prost(bytes = "vec", tag = "3")]
+        pub payload: Vec<u8>,
     }
-    None
-}
 
-/// Length-delimited fields of a message, by number (other wire types skipped).
-fn fields(buf: &[u8]) -> Vec<(u64, &[u8])> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < buf.len() {
-        let Some(tag) = varint(buf, &mut pos) else { break };
-        match tag & 7 {
-            0 => {
-                if varint(buf, &mut pos).is_none() {
-                    break;
-                }
-            }
-            1 => pos += 8,
-            5 => pos += 4,
-            2 => {
-                let Some(len) = varint(buf, &mut pos) else { break };
-                let end = pos + len as usize;
-                if end > buf.len() {
-                    break;
-                }
-                out.push((tag >> 3, &buf[pos..end]));
-                pos = end;
-            }
-            _ => break,
-        }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Response {
+        #[prost(message, optional, tag = "1")]
+        pub status: Option<Any>,
     }
-    out
-}
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RuntimeOptions {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(string, tag = "2")]
+        pub config_path: String,
     }
-    out.push(v as u8);
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DeleteResponse {
+        #[prost(uint32, tag = "1")]
+        pub pid: u32,
+        #[prost(uint32, tag = "2")]
+        pub exit_status: u32,
+        #[prost(message, optional, tag = "3")]
+        pub exited_at: Option<Timestamp>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RuntimeVersion {
+        #[prost(string, tag = "1")]
+        pub version: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RuntimeInfo {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "2")]
+        pub version: Option<RuntimeVersion>,
+        #[prost(message, optional, tag = "3")]
+        pub options: Option<Any>,
+        #[prost(message, optional, tag = "4")]
+        pub features: Option<Any>,
+    }
 }
 
-fn put_bytes(out: &mut Vec<u8>, field: u64, data: &[u8]) {
-    put_varint(out, field << 3 | 2);
-    put_varint(out, data.len() as u64);
-    out.extend_from_slice(data);
-}
+use wire::Message;
 
 /// config_path from the options Any on stdin (runtimeoptions.v1.Options), if any.
 fn config_path_from_options(any: &[u8]) -> Option<String> {
-    let f = fields(any);
-    let type_url = f.iter().find(|(n, _)| *n == 1).map(|(_, v)| String::from_utf8_lossy(v).into_owned())?;
-    if type_url != RUNTIME_OPTIONS {
+    let any = wire::Any::decode(any).ok()?;
+    if any.type_url != RUNTIME_OPTIONS {
         return None;
     }
-    let value = f.iter().find(|(n, _)| *n == 2).map(|(_, v)| *v)?;
-    fields(value).into_iter().find(|(n, _)| *n == 2).map(|(_, v)| String::from_utf8_lossy(v).into_owned()).filter(|p| !p.is_empty())
+    Some(wire::RuntimeOptions::decode(any.value.as_slice()).ok()?.config_path).filter(|p| !p.is_empty())
 }
 
 // --- configuration -------------------------------------------------------------------
 
+/// The shim's settings (README: Configuration): defaults, overridden by the TOML file
+/// named in the runtime options or $TSBOX_CONFIG.
+#[derive(Debug, PartialEq)]
 struct Config {
     root: String,
     grouping: String,
+    log_level: String,
+    idle_timeout: f64,
 }
 
-/// The keys `start` needs, read the way the daemon reads them (a real TOML parser, the
-/// same rules for root and grouping): both must find the same socket. Anything else in
-/// the file is the daemon's to check.
+impl Default for Config {
+    fn default() -> Self {
+        Config { root: DEFAULT_ROOT.into(), grouping: "namespace".into(), log_level: "info".into(), idle_timeout: 10.0 }
+    }
+}
+
+/// Reads and checks every setting: an unknown key or a bad value is refused, naming it.
 fn load_config(path: Option<&str>) -> Result<Config, String> {
-    let mut c = Config { root: DEFAULT_ROOT.into(), grouping: "namespace".into() };
+    let mut c = Config::default();
     let Some(path) = path else { return Ok(c) };
     let text = std::fs::read_to_string(path).map_err(|e| format!("tsbox config {path}: {e}"))?;
     let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("tsbox config {path}: {}", e.message()))?;
-    // The daemon's wording: the value as JSON.
-    let invalid = |k: &str, v: &toml::Value| format!("tsbox config {path}: invalid setting {k} = {}", serde_json::to_string(v).unwrap_or_default());
     for (k, v) in &doc {
-        match (k.as_str(), v.as_str()) {
-            ("root", Some(r)) if r.starts_with('/') => c.root = r.into(),
-            ("grouping", Some(g)) if ["namespace", "pod", "container"].contains(&g) => c.grouping = g.into(),
-            ("root" | "grouping", _) => return Err(invalid(k, v)),
-            _ => {}
+        match (k.as_str(), v) {
+            ("root", toml::Value::String(r)) if r.starts_with('/') => c.root = r.clone(),
+            ("grouping", toml::Value::String(g)) if ["namespace", "pod", "container"].contains(&g.as_str()) => c.grouping = g.clone(),
+            ("log_level", toml::Value::String(l)) if ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()) => c.log_level = l.clone(),
+            ("idle_timeout", toml::Value::Integer(n)) if *n >= 0 => c.idle_timeout = *n as f64,
+            ("idle_timeout", toml::Value::Float(n)) if *n >= 0.0 => c.idle_timeout = *n,
+            _ => return Err(format!("tsbox config {path}: invalid setting {k} = {}", serde_json::to_string(v).unwrap_or_default())),
         }
     }
     Ok(c)
+}
+
+/// $TSBOX_SHIM for the daemon code: the command line and the settings, checked here once.
+fn launch(flags: &Flags, action: &str, socket: &Path, cfg: &Config) -> String {
+    serde_json::json!({
+        "action": action,
+        "namespace": flags.namespace,
+        "id": flags.id,
+        "address": flags.address,
+        "bundle": flags.bundle,
+        "socket": socket.to_string_lossy(),
+        "debug": flags.debug,
+        "config": { "root": cfg.root, "grouping": cfg.grouping, "logLevel": cfg.log_level, "idleTimeout": cfg.idle_timeout },
+    })
+    .to_string()
 }
 
 fn group_key(cfg: &Config, flags: &Flags, bundle: &Path) -> String {
@@ -197,10 +227,8 @@ fn reserve(socket: &Path, id: &str) -> bool {
     // SAFETY: fd is a fresh connected socket we own.
     let mut s = unsafe { std::os::unix::net::UnixStream::from_raw_fd(tsbox_sys::fd::leak(fd)) };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut req = Vec::new();
-    put_bytes(&mut req, 1, SHIM_SERVICE.as_bytes());
-    put_bytes(&mut req, 2, b"Reserve");
-    put_bytes(&mut req, 3, id.as_bytes());
+    let req = wire::Request { service: SHIM_SERVICE.into(), method: "Reserve".into(), payload: id.as_bytes().to_vec() }.encode_to_vec();
+    // ttrpc's frame: length, stream id, type (1 request), flags (docs/protocol.md).
     let mut frame = Vec::with_capacity(10 + req.len());
     frame.extend_from_slice(&(req.len() as u32).to_be_bytes());
     frame.extend_from_slice(&1u32.to_be_bytes());
@@ -218,8 +246,8 @@ fn reserve(socket: &Path, id: &str) -> bool {
     if s.read_exact(&mut body).is_err() {
         return false;
     }
-    // A Response carrying a status (field 1) is a refusal.
-    !fields(&body).iter().any(|(n, _)| *n == 1)
+    // A Response carrying a status is a refusal.
+    wire::Response::decode(body.as_slice()).is_ok_and(|r| r.status.is_none())
 }
 
 /// `dist/` of the checkout or install this binary belongs to.
@@ -244,22 +272,14 @@ const FEATURES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec
 /// `-info` (containerd 2): a containerd.types.RuntimeInfo — name, version, the options
 /// given on stdin, and the OCI features document (built by `make build` from the same
 /// tables the spec → plan layer uses) as a JSON-valued Any, as runc-v2 answers.
-fn runtime_info(options: &[u8]) -> Result<Vec<u8>, String> {
-    let path = dist().join("features.json");
-    let features = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    let mut version = Vec::new();
-    put_bytes(&mut version, 1, tsbox_sys::VERSION.as_bytes());
-    let mut any = Vec::new();
-    put_bytes(&mut any, 1, FEATURES_TYPE_URL.as_bytes());
-    put_bytes(&mut any, 2, &features);
-    let mut out = Vec::new();
-    put_bytes(&mut out, 1, b"io.containerd.tsbox.v2");
-    put_bytes(&mut out, 2, &version);
-    if !options.is_empty() {
-        put_bytes(&mut out, 3, options);
-    }
-    put_bytes(&mut out, 4, &any);
-    Ok(out)
+fn runtime_info(options: &[u8], features: Vec<u8>) -> Result<Vec<u8>, String> {
+    let info = wire::RuntimeInfo {
+        name: "io.containerd.tsbox.v2".into(),
+        version: Some(wire::RuntimeVersion { version: tsbox_sys::VERSION.into() }),
+        options: if options.is_empty() { None } else { Some(wire::Any::decode(options).map_err(|e| format!("options on stdin: {e}"))?) },
+        features: Some(wire::Any { type_url: FEATURES_TYPE_URL.into(), value: features }),
+    };
+    Ok(info.encode_to_vec())
 }
 
 fn node() -> String {
@@ -276,27 +296,26 @@ fn oom_score_above_containerd() -> Result<String, String> {
 
 /// Spawns the daemon detached (own session, stdio on /dev/null) and waits for its
 /// "ready" line on fd 3.
-fn spawn_daemon(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str>) -> Result<(), String> {
+fn spawn_daemon(flags: &Flags, socket: &Path, bundle: &Path, cfg: &Config) -> Result<(), String> {
     let mut fds = [0; 2];
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(format!("pipe: {}", std::io::Error::last_os_error()));
     }
     let (rd, wr) = (fds[0], fds[1]);
     let mut cmd = Command::new(node());
+    // The arguments only name the daemon in `ps`; it reads $TSBOX_SHIM.
     cmd.args(DAEMON_NODE_FLAGS)
         .arg(daemon_entry())
         .args(["-namespace", &flags.namespace, "-id", &flags.id, "-address", &flags.address])
         .arg("-socket")
         .arg(socket)
+        .env("TSBOX_SHIM", launch(flags, "serve", socket, cfg))
         .current_dir(bundle)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if flags.debug {
         cmd.arg("-debug");
-    }
-    if let Some(c) = config {
-        cmd.env("TSBOX_CONFIG", c);
     }
     // Like runc-v2's shim: one point above containerd's OOM score, so the kernel picks the
     // daemon (and the containers, which inherit it) before containerd.
@@ -347,7 +366,7 @@ fn start(flags: &Flags) -> Result<String, String> {
             return Err(format!("flock {lock_path}: {}", std::io::Error::last_os_error()));
         }
     }
-    reserve_or_spawn(flags, &socket, &bundle, config.as_deref())?;
+    reserve_or_spawn(flags, &socket, &bundle, &cfg)?;
     drop(lock);
     let address = format!("unix://{}", socket.display());
     let tmp = bundle.join(format!("address.{}.tmp", std::process::id()));
@@ -362,7 +381,7 @@ const STALLED_DAEMON_WAIT: Duration = Duration::from_secs(60);
 /// one when none lives. A daemon holds `<socket>.life` locked for its whole life, so one
 /// that is alive but slow (stopped, swapping, exiting) is waited for, never replaced: a
 /// second daemon on its socket would lose containers when the first one resumes.
-fn reserve_or_spawn(flags: &Flags, socket: &Path, bundle: &Path, config: Option<&str>) -> Result<(), String> {
+fn reserve_or_spawn(flags: &Flags, socket: &Path, bundle: &Path, cfg: &Config) -> Result<(), String> {
     let life_path = format!("{}.life", socket.display());
     let deadline = SystemTime::now() + STALLED_DAEMON_WAIT;
     loop {
@@ -374,7 +393,7 @@ fn reserve_or_spawn(flags: &Flags, socket: &Path, bundle: &Path, config: Option<
             // Nobody holds it: no daemon lives; whatever socket is there is stale.
             drop(life);
             let _ = std::fs::remove_file(socket);
-            return spawn_daemon(flags, socket, bundle, config);
+            return spawn_daemon(flags, socket, bundle, cfg);
         }
         if SystemTime::now() >= deadline {
             let pid = std::fs::read_to_string(&life_path).unwrap_or_default();
@@ -396,16 +415,9 @@ fn mounted(path: &Path) -> bool {
 
 fn delete_response() -> Vec<u8> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut ts = Vec::new();
-    put_varint(&mut ts, 1 << 3);
-    put_varint(&mut ts, now.as_secs());
-    put_varint(&mut ts, 2 << 3);
-    put_varint(&mut ts, u64::from(now.subsec_nanos()));
-    let mut out = Vec::new();
-    put_varint(&mut out, 2 << 3); // exit_status: 128 + SIGKILL, as runc-v2 answers
-    put_varint(&mut out, 137);
-    put_bytes(&mut out, 3, &ts);
-    out
+    let exited_at = wire::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() as i32 };
+    // 128 + SIGKILL, as runc-v2 answers
+    wire::DeleteResponse { pid: 0, exit_status: 137, exited_at: Some(exited_at) }.encode_to_vec()
 }
 
 /// Fast path of `delete`: nothing of the container is left (the normal case, after a
@@ -420,8 +432,11 @@ fn nothing_left(flags: &Flags) -> bool {
     !Path::new(&root).join(&flags.id).exists() && !mounted(&bundle.join("rootfs"))
 }
 
-fn exec_daemon_code(args: &[String]) -> ExitCode {
-    let err = Command::new(node()).arg(daemon_entry()).args(args).exec();
+/// `delete` with something left: the daemon code's cleanup, under the default settings
+/// (the container's state root is in its bundle's tsbox.json).
+fn exec_cleanup(flags: &Flags, args: &[String]) -> ExitCode {
+    let json = launch(flags, "delete", Path::new(""), &Config::default());
+    let err = Command::new(node()).arg(daemon_entry()).args(args).env("TSBOX_SHIM", json).exec();
     eprintln!("containerd-shim-tsbox-v2: run {}: {err}", node());
     ExitCode::from(1)
 }
@@ -442,7 +457,9 @@ fn main() -> ExitCode {
     if flags.info {
         let mut options = Vec::new();
         let _ = std::io::stdin().read_to_end(&mut options);
-        return match runtime_info(&options) {
+        let path = dist().join("features.json");
+        let info = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display())).and_then(|f| runtime_info(&options, f));
+        return match info {
             Ok(info) => {
                 let _ = std::io::stdout().write_all(&info);
                 ExitCode::SUCCESS
@@ -473,7 +490,15 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().write_all(&delete_response());
             ExitCode::SUCCESS
         }
-        _ => exec_daemon_code(&args),
+        "delete" => exec_cleanup(&flags, &args),
+        "" => {
+            eprintln!("containerd-shim-tsbox-v2: no action given (start or delete): containerd runs start, which spawns the daemon");
+            ExitCode::from(2)
+        }
+        other => {
+            eprintln!("containerd-shim-tsbox-v2: unknown action {other}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -492,13 +517,11 @@ mod tests {
 
     #[test]
     fn options_any_gives_the_config_path() {
-        let mut opts = Vec::new();
-        put_bytes(&mut opts, 1, b"io.containerd.tsbox.v1.Options");
-        put_bytes(&mut opts, 2, b"/etc/tsbox.toml");
-        let mut any = Vec::new();
-        put_bytes(&mut any, 1, RUNTIME_OPTIONS.as_bytes());
-        put_bytes(&mut any, 2, &opts);
+        let opts = wire::RuntimeOptions { type_url: "io.containerd.tsbox.v1.Options".into(), config_path: "/etc/tsbox.toml".into() };
+        let any = wire::Any { type_url: RUNTIME_OPTIONS.into(), value: opts.encode_to_vec() }.encode_to_vec();
         assert_eq!(config_path_from_options(&any).as_deref(), Some("/etc/tsbox.toml"));
+        let other = wire::Any { type_url: "other.Options".into(), value: opts.encode_to_vec() }.encode_to_vec();
+        assert_eq!(config_path_from_options(&other), None);
         assert_eq!(config_path_from_options(&[]), None);
     }
 
@@ -508,7 +531,7 @@ mod tests {
         let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(dir.join("config.json"), r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#);
         let flags = Flags { id: "c1".into(), ..Default::default() };
-        let cfg = |g: &str| Config { root: DEFAULT_ROOT.into(), grouping: g.into() };
+        let cfg = |g: &str| Config { grouping: g.into(), ..Config::default() };
         assert_eq!(group_key(&cfg("namespace"), &flags, &dir), "namespace");
         assert_eq!(group_key(&cfg("pod"), &flags, &dir), "pod:pod1");
         assert_eq!(group_key(&cfg("container"), &flags, &dir), "container:c1");
@@ -521,22 +544,54 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tsbox-front-config-{}.toml", std::process::id()));
         let load = |text: &str| {
             let _ = std::fs::write(&path, text);
-            load_config(path.to_str()).map(|c| (c.root, c.grouping))
+            load_config(path.to_str())
         };
-        // Single quotes, comments and other tables: TOML, as the daemon reads it.
-        assert_eq!(load("root = '/x' # here\ngrouping = \"pod\"\nidle_timeout = 1\n"), Ok(("/x".into(), "pod".into())));
-        assert_eq!(load("[other]\nroot = '/y'\n"), Ok((DEFAULT_ROOT.into(), "namespace".into())));
-        assert!(load("root = 'relative'\n").is_err_and(|e| e.contains("invalid setting root")));
-        assert!(load("root = \n").is_err_and(|e| e.starts_with("tsbox config ")));
+        // Single quotes, comments, integers and floats: TOML.
+        let full = Config { root: "/x".into(), grouping: "pod".into(), log_level: "debug".into(), idle_timeout: 1.0 };
+        assert_eq!(load("root = '/x' # here\ngrouping = \"pod\"\nlog_level = 'debug'\nidle_timeout = 1\n"), Ok(full));
+        assert_eq!(load("idle_timeout = 0.5\n").map(|c| c.idle_timeout), Ok(0.5));
+        let refused = |text: &str, what: &str| assert!(load(text).is_err_and(|e| e.contains(what)), "{text}");
+        refused("root = 'relative'\n", "invalid setting root = \"relative\"");
+        refused("grouping = \"galaxy\"\n", "invalid setting grouping = \"galaxy\"");
+        refused("log_level = 'loud'\n", "invalid setting log_level");
+        refused("idle_timeout = -1\n", "invalid setting idle_timeout = -1");
+        refused("[other]\nroot = '/y'\n", "invalid setting other");
+        refused("root = \n", "tsbox config ");
         let _ = std::fs::remove_file(&path);
         assert!(load_config(Some("/nonexistent/tsbox.toml")).is_err());
-        assert_eq!(load_config(None).map(|c| c.root), Ok(DEFAULT_ROOT.to_string()));
+        assert_eq!(load_config(None), Ok(Config::default()));
+    }
+
+    #[test]
+    fn launch_carries_flags_and_settings() {
+        let a: Vec<String> = ["-namespace", "ns", "-id", "c1", "-address", "/a", "-bundle", "/b", "-debug", "delete"].iter().map(|s| s.to_string()).collect();
+        let flags = parse_flags(&a).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&launch(&flags, "serve", Path::new("/s"), &Config::default())).unwrap_or_default();
+        assert_eq!(
+            v,
+            serde_json::json!({"action": "serve", "namespace": "ns", "id": "c1", "address": "/a", "bundle": "/b", "socket": "/s", "debug": true,
+                "config": {"root": DEFAULT_ROOT, "grouping": "namespace", "logLevel": "info", "idleTimeout": 10.0}})
+        );
     }
 
     #[test]
     fn delete_response_is_137_now() {
         let r = delete_response();
+        // exit_status (field 2, varint) = 137 first: pid 0 is not written.
         assert_eq!(&r[..3], &[0x10, 0x89, 0x01]);
-        assert_eq!(fields(&r).len(), 1);
+        let d = wire::DeleteResponse::decode(r.as_slice()).unwrap_or_default();
+        let age = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64 - d.exited_at.map_or(0, |t| t.seconds);
+        assert!((0..5).contains(&age));
+    }
+
+    #[test]
+    fn runtime_info_carries_the_options_and_the_features() {
+        let opts = wire::Any { type_url: RUNTIME_OPTIONS.into(), value: vec![] };
+        let info = runtime_info(&opts.encode_to_vec(), b"{}".to_vec()).unwrap_or_default();
+        let info = wire::RuntimeInfo::decode(info.as_slice()).unwrap_or_default();
+        assert_eq!(info.name, "io.containerd.tsbox.v2");
+        assert_eq!(info.options.map(|o| o.type_url).as_deref(), Some(RUNTIME_OPTIONS));
+        assert_eq!(info.features.map(|f| f.type_url).as_deref(), Some(FEATURES_TYPE_URL));
+        assert!(runtime_info(b"\xff", vec![]).is_err());
     }
 }
