@@ -446,7 +446,18 @@ export class Engine {
 
   /** A lasting connection to the container's sandbox: its 'exit' events are every exit. */
   watch(id: string): SandboxConnection {
-    return SandboxConnection.connect(this.store.read(id).socket);
+    const conn = SandboxConnection.connect(this.store.read(id).socket);
+    // Subscribed first, then asked: the sandbox tells only the clients connected when a
+    // process exits, and the init can die before anyone watches (killed while created).
+    // Such an exit is emitted like the event it would have been; a repeat is harmless.
+    conn.request<SandboxState>({ op: 'state' }).then(
+      (st) => {
+        const c = st.containers[id];
+        if (c?.status === 'stopped') conn.emit('exit', { container: id, exec: null, pid: c.pid, status: c.exitStatus ?? 255 } satisfies ExitEvent);
+      },
+      () => undefined, // the connection is gone: its 'close' says so
+    );
+    return conn;
   }
 
   /** Signals one exec'd process; NotFound once it has exited. */

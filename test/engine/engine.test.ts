@@ -382,6 +382,21 @@ describe('a container from an OCI bundle', () => {
     await h.engine.delete(b.id);
   });
 
+  it('reports to a late watcher the exit of an init killed before anyone watched', async () => {
+    const b = makeBundle('late-watch', ['sleep', '60']);
+    const pid = await h.create(b);
+    process.kill(pid, 'SIGKILL');
+    expect(await h.engine.wait(b.id)).toBe(137);
+    const conn = h.engine.watch(b.id);
+    try {
+      const ev = await new Promise((resolve) => conn.on('exit', resolve));
+      expect(ev).toEqual({ container: b.id, exec: null, pid, status: 137 });
+    } finally {
+      conn.close();
+    }
+    await h.engine.delete(b.id);
+  });
+
   it("runs execs in the container, with the container's view and their own exit codes", async () => {
     const b = makeBundle('exec', ['sleep', '60']);
     await h.create(b);
