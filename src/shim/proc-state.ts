@@ -58,6 +58,7 @@ export class ProcLife<X extends { status: number }> {
   private current: Phase = 'created';
   private held: X | null = null;
   private reapedExit: X | null = null;
+  private reapedAt: Date | null = null;
   private exitRecord: ExitRecord | null = null;
   private resolveWaiters!: () => void;
   /** Resolves when Wait may answer: an exec when reaped, an init when its exit is published. */
@@ -91,7 +92,8 @@ export class ProcLife<X extends { status: number }> {
 
   private settle(status: number): void {
     if (this.exitRecord) return;
-    this.exitRecord = { status, at: new Date() };
+    // When it exited, not when its exit went out (an init's waits for its execs).
+    this.exitRecord = { status, at: this.reapedAt ?? new Date() };
     this.resolveWaiters();
   }
 
@@ -133,6 +135,7 @@ export class ProcLife<X extends { status: number }> {
     if (this.current !== 'created' && this.current !== 'running') return false;
     this.go('reaped');
     this.reapedExit = exit;
+    this.reapedAt = new Date();
     if (this.kind === 'exec') this.settle(exit.status);
     return true;
   }

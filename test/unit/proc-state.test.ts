@@ -108,6 +108,20 @@ describe('ProcLife as containerd sees it', () => {
     expect([i.exit?.status, i.shown]).toEqual([4, 'stopped']);
   });
 
+  it('dates an exit when it was reaped, not when it went out', () => {
+    jest.useFakeTimers({ now: 1_000 });
+    try {
+      const i = at('init', 'running');
+      i.reaped(exit(0));
+      jest.setSystemTime(9_000);
+      i.publishing();
+      i.published();
+      expect(i.exit?.at.getTime()).toBe(1_000);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('holds up the init exit while an exec is starting, running or not yet published', () => {
     const holds = PHASES.filter((ph) => at('exec', ph).holdsInitExit);
     expect(holds).toEqual(['starting', 'running', 'exited', 'draining']);
