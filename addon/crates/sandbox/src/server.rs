@@ -627,3 +627,86 @@ fn join_cgroups(pid: i32, procs: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client on one end of a socket pair; the other end is the test's, as the daemon's.
+    fn client() -> (Client, OwnedFd) {
+        let mut fds = [0; 2];
+        let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr()) };
+        assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
+        (Client::new(own(fds[0])), own(fds[1]))
+    }
+
+    fn ask(sb: &mut Sandbox, c: &mut Client, line: &str) -> Value {
+        sb.handle(c, line.as_bytes())
+    }
+
+    fn errno(v: &Value) -> i64 {
+        v["err"]["errno"].as_i64().unwrap_or(0)
+    }
+
+    #[test]
+    fn answers_by_id_and_refuses_what_it_cannot_read() {
+        let mut sb = Sandbox::new();
+        let (mut c, _peer) = client();
+        let st = ask(&mut sb, &mut c, r#"{"id":1,"op":"state"}"#);
+        assert_eq!(st, json!({ "id": 1, "ok": { "pid": std::process::id(), "containers": {} } }));
+        let bad = ask(&mut sb, &mut c, "not json");
+        assert_eq!((bad["id"].clone(), errno(&bad)), (Value::Null, i64::from(libc::EINVAL)));
+        let unknown = ask(&mut sb, &mut c, r#"{"id":2,"op":"frobnicate"}"#);
+        assert_eq!((unknown["id"].clone(), errno(&unknown)), (json!(2), i64::from(libc::EINVAL)));
+        assert!(unknown["err"]["message"].as_str().unwrap_or_default().starts_with("bad request"));
+        for op in [r#""op":"start","container":"c9""#, r#""op":"signal","container":"c9","exec":null,"signal":9"#, r#""op":"forget","container":"c9""#] {
+            let r = ask(&mut sb, &mut c, &format!("{{\"id\":3,{op}}}"));
+            assert_eq!(
+                (errno(&r), r["err"]["message"].as_str().unwrap_or_default()),
+                (i64::from(libc::ENOENT), "container c9 does not exist: ENOENT (no such file or directory)"),
+                "{op}"
+            );
+        }
+        assert!(!sb.shutdown);
+        assert_eq!(ask(&mut sb, &mut c, r#"{"id":4,"op":"shutdown"}"#), json!({ "id": 4, "ok": {} }));
+        assert!(sb.shutdown);
+    }
+
+    #[test]
+    fn fds_of_a_request_it_cannot_read_are_not_left_for_the_next() {
+        let mut sb = Sandbox::new();
+        let (mut c, peer) = client();
+        let devnull = std::fs::File::open("/dev/null").map(OwnedFd::from).ok();
+        let fds: Vec<RawFd> = devnull.iter().map(|f| f.as_raw_fd()).collect();
+        assert_eq!(send_with_fds(peer.as_raw_fd(), b"{\"id\":1,\"op\":\"bogus\"}\n{\"id\":2,", &fds).ok(), Some(30));
+        let lines = c.read_lines().unwrap_or_default();
+        assert_eq!((lines.len(), c.fds.len()), (1, 1));
+        assert_eq!(errno(&sb.handle(&mut c, &lines[0])), i64::from(libc::EINVAL));
+        assert!(c.fds.is_empty());
+        // The rest of the second line is kept for the next read.
+        assert_eq!(send_with_fds(peer.as_raw_fd(), b"\"op\":\"state\"}\n", &[]).ok(), Some(14));
+        assert_eq!(c.read_lines().unwrap_or_default(), vec![br#"{"id":2,"op":"state"}"#.to_vec()]);
+        drop(peer);
+        assert_eq!(c.read_lines(), None);
+    }
+
+    #[test]
+    fn signals_and_forgets_a_process_by_its_pidfd() {
+        let mut sb = Sandbox::new();
+        let (mut c, _peer) = client();
+        let Ok(child) = std::process::Command::new("sleep").arg("60").spawn() else { panic!("spawn sleep") };
+        let pid = child.id() as i32;
+        let pidfd = tsbox_sys::sys::pidfd_open(pid).map(own).unwrap_or_else(|e| panic!("{e}"));
+        let init = Process { pid, pidfd, status: Status::Running, exit_status: None };
+        sb.containers.insert("c1".into(), Container { init, oom: None, sync: None, execs: HashMap::new() });
+        let st = ask(&mut sb, &mut c, r#"{"id":1,"op":"state"}"#);
+        assert_eq!(st["ok"]["containers"]["c1"], json!({ "pid": pid, "status": "running", "exitStatus": null, "execs": {} }));
+        let missing = ask(&mut sb, &mut c, r#"{"id":2,"op":"signal","container":"c1","exec":"e1","signal":0}"#);
+        assert_eq!(missing["err"]["message"], "exec e1 does not exist in container c1: ENOENT (no such file or directory)");
+        assert_eq!(ask(&mut sb, &mut c, r#"{"id":3,"op":"signal","container":"c1","exec":null,"signal":0}"#), json!({ "id": 3, "ok": {} }));
+        assert_eq!(ask(&mut sb, &mut c, r#"{"id":4,"op":"forget","container":"c1"}"#)["ok"], json!({}));
+        // Forgetting a running init kills and reaps it.
+        assert_eq!(unsafe { libc::kill(pid, 0) }, -1);
+        assert_eq!(ask(&mut sb, &mut c, r#"{"id":5,"op":"state"}"#)["ok"]["containers"], json!({}));
+    }
+}
