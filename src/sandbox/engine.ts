@@ -9,9 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import type { Process, Resources, Spec, State } from '../oci/spec';
-import type { Stats } from './cgroup-stats';
 import { planContainer, planProcess, PlanError } from '../oci/plan';
-import { CgroupManager, CgroupRecord, resolveCgroupsPath } from './cgroups';
+import { type CgroupDriver, type CgroupRecord, cgroupDriver, ParentLedger, resolveCgroupsPath, type Stats } from './cgroups';
 import { EngineError } from './errors';
 import { runHooks } from './hooks';
 import { validateId } from './ids';
@@ -31,7 +30,7 @@ export interface EngineOptions {
   root: string;
   logger?: Logger;
   sandboxBinary?: string;
-  cgroups?: CgroupManager;
+  cgroups?: CgroupDriver;
   /** Seconds tsbox-sandbox waits for any one step of a container's setup (plus its
    * hooks' timeouts) before it gives up on the container; tsbox-sandbox's default if unset. */
   setupDeadline?: number;
@@ -83,60 +82,19 @@ function planFailure(e: unknown): unknown {
 export class Engine {
   readonly store: Store;
   private readonly log: Logger;
-  private readonly cgroups: CgroupManager;
+  private readonly cgroups: CgroupDriver;
+  private readonly ledger: ParentLedger;
 
   constructor(private readonly opts: EngineOptions) {
     this.store = new Store(opts.root);
     this.log = opts.logger ?? SILENT;
-    this.cgroups = opts.cgroups ?? CgroupManager.probe();
-  }
-
-  /**
-   * Parent cgroups tsbox created (`/default` for `/default/c1`) are shared by later
-   * containers; a ledger under the state root remembers them, so the last container to
-   * leave removes them whoever created them, and pre-existing parents are never touched.
-   */
-  private get parentsLedger(): string {
-    return path.join(this.store.root, '.cgroup-parents');
-  }
-
-  private recordParents(cgroup: CgroupRecord): void {
-    const leaves = new Set(cgroup.dirs.map((d) => d.dir));
-    const parents = cgroup.created.filter((d) => !leaves.has(d));
-    if (parents.length === 0) return;
-    try {
-      fs.mkdirSync(this.store.root, { recursive: true, mode: 0o711 });
-      fs.appendFileSync(this.parentsLedger, parents.map((d) => `${d}\n`).join(''));
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new EngineError('Internal', `record the cgroup parents in ${this.parentsLedger}: ${code}`, { step: `write ${this.parentsLedger}`, errno: code });
-    }
+    this.cgroups = opts.cgroups ?? cgroupDriver();
+    this.ledger = new ParentLedger(path.join(this.store.root, '.cgroup-parents'));
   }
 
   private async removeCgroup(cgroup: CgroupRecord): Promise<string[]> {
     const left = await this.cgroups.remove(cgroup);
-    let ledger: string[];
-    try {
-      ledger = [...new Set(fs.readFileSync(this.parentsLedger, 'utf8').split('\n').filter(Boolean))];
-    } catch {
-      // No ledger: this engine never created a parent cgroup.
-      return left;
-    }
-    const mine = (d: string) => cgroup.dirs.some((leaf) => leaf.dir.startsWith(`${d}/`));
-    const keep: string[] = [];
-    // Deepest first: a parent can only go once its children have.
-    for (const dir of ledger.sort((a, b) => b.length - a.length)) {
-      if (!mine(dir)) {
-        keep.push(dir);
-        continue;
-      }
-      try {
-        fs.rmdirSync(dir);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') keep.push(dir); // still in use
-      }
-    }
-    fs.writeFileSync(this.parentsLedger, keep.map((d) => `${d}\n`).join(''));
+    this.ledger.release(cgroup);
     return left;
   }
 
@@ -179,7 +137,7 @@ export class Engine {
           for (const pid of this.cgroups.pids(cgroup)) killQuietly(pid);
           await this.removeCgroup(cgroup);
         });
-        this.recordParents(cgroup);
+        this.ledger.record(cgroup);
         const plan = (() => {
           try {
             return planContainer(spec, {

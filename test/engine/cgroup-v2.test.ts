@@ -5,14 +5,15 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { CgroupManager, parseMountinfo } from '../../src/sandbox/cgroups';
+import { parseMountinfo } from '../../src/sandbox/cgroups';
+import { V2Driver } from '../../src/sandbox/cgroups/v2';
 import { uniqueId } from './bundle';
 
 const unified = parseMountinfo(fs.readFileSync('/proc/self/mountinfo', 'utf8')).filter((h) => h.version === 2);
 describe('cgroup v2 driver on the real cgroup2 mount', () => {
   it('creates a cgroup, freezes and thaws its process, reads stats, removes it', async () => {
     expect(unified.length).toBeGreaterThan(0); // the rig's hosts mount cgroup2 (hybrid or unified)
-    const m = new CgroupManager(unified);
+    const m = new V2Driver(unified);
     expect(m.version).toBe(2);
     const rec = m.create(`/tsbox-test-v2/${uniqueId('v2')}`, undefined);
     const child = spawn('sleep', ['30'], { stdio: 'ignore' });
@@ -35,7 +36,7 @@ describe('cgroup v2 driver on the real cgroup2 mount', () => {
   });
 
   it("enforces the container's device rules with an eBPF filter, replaced on update", async () => {
-    const m = new CgroupManager(unified);
+    const m = new V2Driver(unified);
     const rec = m.create(`/tsbox-test-v2/${uniqueId('dev')}`, { devices: [{ allow: false, access: 'rwm' }] });
     // A process in the cgroup opening a node: the defaults allow /dev/null, not /dev/kmsg.
     const open = (dev: string) => spawnSync('sh', ['-c', `echo $$ > ${m.procsFiles(rec)[0]} && : < ${dev}`], { encoding: 'utf8' });

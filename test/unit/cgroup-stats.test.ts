@@ -1,6 +1,6 @@
 /** Cgroup file formats → metrics, against text as real hosts print it. */
 import { io } from '../../src/gen/proto';
-import { parseKeyValues, parseLimit, parseNumber, v1MemoryStat, v1BlkioEntries, v2MemoryStat, v2IoEntries } from '../../src/sandbox/cgroup-stats';
+import { parseKeyValues, parseLimit, parseNumber, v1MemoryStat, v1BlkioEntries, v2MemoryStat, v2IoEntries } from '../../src/sandbox/cgroups/stats';
 
 // cgroup v2 (Debian 12, kernel 6.1) memory.stat, io.stat, cpu.stat, memory.events excerpts.
 const V2_MEMORY_STAT = `anon 1052672

@@ -1,15 +1,9 @@
 /** The pure half of the cgroup module: host probing, path rules and file formats. */
-import {
-  deviceRules,
-  parseMountinfo,
-  resolveCgroupsPath,
-  expandSlice,
-  v1Writes,
-  v2Writes,
-  sharesToWeight,
-  orderMemoryWrites,
-  CgroupManager,
-} from '../../src/sandbox/cgroups';
+import { cgroupDriver, cgroupVersion } from '../../src/sandbox/cgroups';
+import { deviceRules } from '../../src/sandbox/cgroups/devices';
+import { expandSlice, parseMountinfo, resolveCgroupsPath } from '../../src/sandbox/cgroups/layout';
+import { orderMemoryWrites, V1Driver, v1Writes } from '../../src/sandbox/cgroups/v1';
+import { sharesToWeight, V2Driver, v2Writes } from '../../src/sandbox/cgroups/v2';
 
 // /proc/self/mountinfo excerpts: the rig's hybrid host, and a pure cgroup v2 host (Debian 12 default).
 const HYBRID = `35 24 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
@@ -30,11 +24,13 @@ describe('probing', () => {
       [1, '/sys/fs/cgroup/cpu,cpuacct', 'cpu,cpuacct'],
       [1, '/sys/fs/cgroup/pids', 'pids'],
     ]);
-    expect(new CgroupManager(hs).version).toBe(1);
+    expect(cgroupVersion(hs)).toBe(1);
+    expect(cgroupDriver(hs)).toBeInstanceOf(V1Driver);
   });
 
   it('calls a unified-only host v2', () => {
-    expect(new CgroupManager(parseMountinfo(V2)).version).toBe(2);
+    expect(cgroupVersion(parseMountinfo(V2))).toBe(2);
+    expect(cgroupDriver(parseMountinfo(V2))).toBeInstanceOf(V2Driver);
   });
 });
 

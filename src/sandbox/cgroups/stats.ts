@@ -6,8 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { io } from '../proto';
-import type { CgroupRecord } from './cgroups';
+import type { io } from '../../proto';
 
 /** "key value" lines (memory.stat, cpu.stat, memory.events, …). */
 export function parseKeyValues(text: string): Map<string, number> {
@@ -174,41 +173,43 @@ const TICK_NS = 10_000_000;
 
 export type Stats = { version: 1; metrics: io.containerd.cgroups.v1.IMetrics } | { version: 2; metrics: io.containerd.cgroups.v2.IMetrics };
 
-export function readStats(rec: CgroupRecord, dirFor: (controller: string) => string | undefined): Stats {
-  if (rec.version === 2) {
-    const dir = rec.dirs[0]?.dir;
-    const cpu = parseKeyValues(readCgroupFile(dir, 'cpu.stat'));
-    const events = parseKeyValues(readCgroupFile(dir, 'memory.events'));
-    return {
-      version: 2,
-      metrics: {
-        pids: { current: parseNumber(readCgroupFile(dir, 'pids.current')), limit: parseLimit(readCgroupFile(dir, 'pids.max')) },
-        cpu: {
-          usageUsec: cpu.get('usage_usec') ?? 0,
-          userUsec: cpu.get('user_usec') ?? 0,
-          systemUsec: cpu.get('system_usec') ?? 0,
-          nrPeriods: cpu.get('nr_periods') ?? 0,
-          nrThrottled: cpu.get('nr_throttled') ?? 0,
-          throttledUsec: cpu.get('throttled_usec') ?? 0,
-        },
-        memory: {
-          ...v2MemoryStat(readCgroupFile(dir, 'memory.stat')),
-          usage: parseNumber(readCgroupFile(dir, 'memory.current')),
-          usageLimit: parseLimit(readCgroupFile(dir, 'memory.max')),
-          swapUsage: parseNumber(readCgroupFile(dir, 'memory.swap.current')),
-          swapLimit: parseLimit(readCgroupFile(dir, 'memory.swap.max')),
-        },
-        io: { usage: v2IoEntries(readCgroupFile(dir, 'io.stat')) },
-        memoryEvents: {
-          low: events.get('low') ?? 0,
-          high: events.get('high') ?? 0,
-          max: events.get('max') ?? 0,
-          oom: events.get('oom') ?? 0,
-          oomKill: events.get('oom_kill') ?? 0,
-        },
+/** io.containerd.cgroups.v2.Metrics from a unified cgroup directory. */
+export function readV2Stats(dir: string | undefined): Stats {
+  const cpu = parseKeyValues(readCgroupFile(dir, 'cpu.stat'));
+  const events = parseKeyValues(readCgroupFile(dir, 'memory.events'));
+  return {
+    version: 2,
+    metrics: {
+      pids: { current: parseNumber(readCgroupFile(dir, 'pids.current')), limit: parseLimit(readCgroupFile(dir, 'pids.max')) },
+      cpu: {
+        usageUsec: cpu.get('usage_usec') ?? 0,
+        userUsec: cpu.get('user_usec') ?? 0,
+        systemUsec: cpu.get('system_usec') ?? 0,
+        nrPeriods: cpu.get('nr_periods') ?? 0,
+        nrThrottled: cpu.get('nr_throttled') ?? 0,
+        throttledUsec: cpu.get('throttled_usec') ?? 0,
       },
-    };
-  }
+      memory: {
+        ...v2MemoryStat(readCgroupFile(dir, 'memory.stat')),
+        usage: parseNumber(readCgroupFile(dir, 'memory.current')),
+        usageLimit: parseLimit(readCgroupFile(dir, 'memory.max')),
+        swapUsage: parseNumber(readCgroupFile(dir, 'memory.swap.current')),
+        swapLimit: parseLimit(readCgroupFile(dir, 'memory.swap.max')),
+      },
+      io: { usage: v2IoEntries(readCgroupFile(dir, 'io.stat')) },
+      memoryEvents: {
+        low: events.get('low') ?? 0,
+        high: events.get('high') ?? 0,
+        max: events.get('max') ?? 0,
+        oom: events.get('oom') ?? 0,
+        oomKill: events.get('oom_kill') ?? 0,
+      },
+    },
+  };
+}
+
+/** io.containerd.cgroups.v1.Metrics from the container's directory in each controller's hierarchy. */
+export function readV1Stats(dirFor: (controller: string) => string | undefined): Stats {
   const cpuacct = dirFor('cpuacct');
   const mem = dirFor('memory');
   const ticks = parseKeyValues(readCgroupFile(cpuacct, 'cpuacct.stat'));

@@ -1,0 +1,54 @@
+/**
+ * Parent cgroups tsbox created (`/default` for `/default/c1`) are shared by later
+ * containers; a ledger under the state root remembers them, so the last container to
+ * leave removes them whoever created them, and pre-existing parents are never touched.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineError } from '../errors';
+import type { CgroupRecord } from './layout';
+
+export class ParentLedger {
+  /** `file`: the ledger, one directory per line, under the engine's state root. */
+  constructor(readonly file: string) {}
+
+  /** Notes the parents `rec`'s create made (its own directories are its record's). */
+  record(rec: CgroupRecord): void {
+    const leaves = new Set(rec.dirs.map((d) => d.dir));
+    const parents = rec.created.filter((d) => !leaves.has(d));
+    if (parents.length === 0) return;
+    try {
+      fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o711 });
+      fs.appendFileSync(this.file, parents.map((d) => `${d}\n`).join(''));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new EngineError('Internal', `record the cgroup parents in ${this.file}: ${code}`, { step: `write ${this.file}`, errno: code });
+    }
+  }
+
+  /** After `rec`'s own directories are gone: removes the recorded parents above it that nothing uses any more. */
+  release(rec: CgroupRecord): void {
+    let ledger: string[];
+    try {
+      ledger = [...new Set(fs.readFileSync(this.file, 'utf8').split('\n').filter(Boolean))];
+    } catch {
+      // No ledger: this engine never created a parent cgroup.
+      return;
+    }
+    const above = (d: string) => rec.dirs.some((leaf) => leaf.dir.startsWith(`${d}/`));
+    const keep: string[] = [];
+    // Deepest first: a parent can only go once its children have.
+    for (const dir of ledger.sort((a, b) => b.length - a.length)) {
+      if (!above(dir)) {
+        keep.push(dir);
+        continue;
+      }
+      try {
+        fs.rmdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') keep.push(dir); // still in use
+      }
+    }
+    fs.writeFileSync(this.file, keep.map((d) => `${d}\n`).join(''));
+  }
+}
