@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { native, SANDBOX_BINARY } from '../native/addon';
 import { EngineError } from './errors';
+import type { Status } from './status';
 
 export interface ExitEvent {
   container: string;
@@ -18,9 +19,10 @@ export interface ExitEvent {
   status: number;
 }
 
+/** A process as tsbox-sandbox reports it: the engine's statuses but `paused` (a cgroup's, not a process's). */
 export interface ProcessState {
   pid: number;
-  status: 'creating' | 'created' | 'running' | 'stopped';
+  status: Exclude<Status, 'paused'>;
   exitStatus: number | null;
 }
 
