@@ -31,9 +31,3 @@ export async function main(env: NodeJS.ProcessEnv): Promise<number> {
   await serve(launch);
   return -1; // keep running
 }
-
-if (require.main === module) {
-  void main(process.env).then((code) => {
-    if (code >= 0) process.exit(code);
-  });
-}

@@ -160,7 +160,7 @@ export function alive(pid: number): boolean {
 /** Pids of tsbox shim daemons whose command line continues with `args`. */
 export function shimDaemons(args: string): string[] {
   try {
-    return execFileSync('pgrep', ['-f', `shim/main.js ${args}`], { encoding: 'utf8' })
+    return execFileSync('pgrep', ['-f', `bundle/shim.js ${args}`], { encoding: 'utf8' })
       .trim()
       .split('\n');
   } catch {

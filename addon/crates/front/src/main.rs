@@ -1,6 +1,6 @@
 //! `containerd-shim-tsbox-v2`: containerd runs this binary for every container (`start`)
 //! and after every removal (`delete`). Both are on the path of each container, so they
-//! are native; everything else is the Node daemon (dist/shim/main.js), which this binary
+//! are native; everything else is the Node daemon (dist/bundle/shim.js), which this binary
 //! spawns or execs.
 //!
 //!   start   find the group's daemon (reserving this container with it) or spawn one;
@@ -257,9 +257,9 @@ fn dist() -> PathBuf {
     exe.parent().and_then(Path::parent).and_then(Path::parent).map(|top| top.join("dist")).unwrap_or_default()
 }
 
-/// dist/shim/main.js: the daemon.
+/// The daemon code, bundled into one file (Makefile: ts).
 fn daemon_entry() -> PathBuf {
-    dist().join("shim/main.js")
+    dist().join("bundle/shim.js")
 }
 
 /// A small young generation (V8 otherwise grows it to tens of MB under a busy daemon's
