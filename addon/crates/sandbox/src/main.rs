@@ -103,6 +103,7 @@ fn serve(socket: &str) -> Result<()> {
             while unsafe { libc::read(sigfd.as_raw_fd(), info.as_mut_ptr() as *mut libc::c_void, info.len()) } > 0 {}
             broadcast(&mut clients, sandbox.reap());
         }
+        let mut handled = false;
         for (i, pfd) in pfds.iter().enumerate().take(first_oom).skip(2) {
             if pfd.revents == 0 {
                 continue;
@@ -112,11 +113,17 @@ fn serve(socket: &str) -> Result<()> {
                 None => client.alive = false,
                 Some(lines) => {
                     for line in lines {
+                        handled = true;
                         let answer = sandbox.handle(client, &line);
                         client.send(&answer);
                     }
                 }
             }
+        }
+        if handled {
+            // A create's plan and its parse are freed by now: give the pages back, or every
+            // idle sandbox keeps the high-water mark of its busiest request.
+            unsafe { libc::malloc_trim(0) };
         }
         if pfds[0].revents != 0 {
             let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };

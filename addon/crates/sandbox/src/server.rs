@@ -134,7 +134,9 @@ impl Client {
     /// Reads what is available; returns complete lines, or None when the peer is gone
     /// or broke the protocol (a line longer than MAX_LINE, too many fds at once).
     pub fn read_lines(&mut self) -> Option<Vec<Vec<u8>>> {
-        let mut chunk = vec![0u8; 256 * 1024];
+        // On the stack: a fresh zeroed heap chunk per read stayed resident in the heap of
+        // every sandbox (poll is level-triggered, so more than this is read next round).
+        let mut chunk = [0u8; 16 * 1024];
         match recv_with_fds(self.fd.as_raw_fd(), &mut chunk, &mut self.fds) {
             Ok(0) => return None,
             Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
