@@ -498,8 +498,11 @@ export class TaskService {
       <Q, R>(name: string, fn: (req: Q, signal: AbortSignal, park: () => void) => Promise<R> | R) =>
       async (req: Q, ctx: { signal: AbortSignal; park(): void }): Promise<R> => {
         this.log.debug({ rpc: name, req }, 'rpc');
+        const t0 = performance.now();
         try {
-          return await fn(req, ctx.signal, () => ctx.park());
+          const r = await fn(req, ctx.signal, () => ctx.park());
+          this.log.debug({ rpc: name, ms: Math.round((performance.now() - t0) * 10) / 10 }, 'rpc done');
+          return r;
         } catch (e) {
           this.log.debug({ rpc: name, err: (e as Error).message }, 'rpc failed');
           throw rpcError(e);
