@@ -408,6 +408,11 @@ describe('a container from an OCI bundle', () => {
     expect(Number(pid)).toBeGreaterThan(1); // a pid of the container's namespace, not the host's
     const who = await h.exec(b, ['id'], { user: { uid: 65534, gid: 65534 } });
     expect(who).toEqual({ status: 0, out: 'uid=65534(nobody) gid=65534(nogroup)\n' });
+    // Born in the container's cgroups (cloned into it on a v2 host, moved there on v1).
+    const cg = await h.exec(b, ['sh', '-c', 'cat /proc/self/cgroup; echo --; cat /proc/1/cgroup']);
+    const [mine, init1] = cg.out.split('--\n');
+    expect(mine.trim()).toBe(init1.trim());
+    expect(mine).toContain(cgroupV2 ? '0::' : ':memory:');
     await h.engine.kill(b.id, 9);
     await h.engine.wait(b.id);
     await h.engine.delete(b.id);

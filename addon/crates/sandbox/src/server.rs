@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use tsbox_sys::fd::{recv_with_fds, send_with_fds};
-use tsbox_sys::sys::{clone3, pidfd_send_signal, Forked};
+use tsbox_sys::sys::{clone3, clone3_into, pidfd_send_signal, Forked};
 use tsbox_sys::{check, fd::own, Result, SysError};
 
 #[derive(Deserialize)]
@@ -248,7 +248,7 @@ impl Sandbox {
         let (parent_end, child_end) = sync::pair(plan.setup_deadline.unwrap_or(sync::SETUP_DEADLINE_SECS) + hook_secs)?;
         // Only the user namespace is made here (its maps are written from outside); the
         // rest are made or joined by the child, see init::container_init.
-        let forked = clone3(plan.clone_flags & libc::CLONE_NEWUSER as u64);
+        let (forked, joined) = clone_in_cgroup(plan.clone_flags & libc::CLONE_NEWUSER as u64, &plan.cgroup_procs);
         let (pid, pidfd) = match forked.map_err(|e| e.with_field("linux.namespaces"))? {
             Forked::Child => {
                 let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd()).chain(stdio.iter().map(|f| f.as_raw_fd())).collect();
@@ -264,7 +264,9 @@ impl Sandbox {
             if plan.clone_flags & libc::CLONE_NEWUSER as u64 != 0 {
                 write_id_maps(pid, plan)?;
             }
-            join_cgroups(pid, &plan.cgroup_procs)?;
+            if !joined {
+                join_cgroups(pid, &plan.cgroup_procs)?;
+            }
             // Written here: the child is not dumpable, so in a user namespace it could not
             // write its own /proc files; what it forks inherits the score.
             if let Some(adj) = plan.oom_score_adj {
@@ -397,7 +399,8 @@ impl Sandbox {
         let ns_fds = open_container_namespaces(init_pid)?;
         let (parent_end, child_end) = sync::pair(sync::SETUP_DEADLINE_SECS)?;
         // The first child stays in our pid namespace (see init::exec_init).
-        let (pid, pidfd) = match clone3(0)? {
+        let (forked, joined) = clone_in_cgroup(0, &plan.cgroup_procs);
+        let (pid, pidfd) = match forked? {
             Forked::Child => {
                 let keep: Vec<RawFd> = std::iter::once(child_end.as_raw_fd())
                     .chain(stdio.iter().map(|f| f.as_raw_fd()))
@@ -413,7 +416,8 @@ impl Sandbox {
         drop(ns_fds);
         let joiner = Process { pid, pidfd, status: Status::Running, exit_status: None };
         // Its child inherits the cgroups, so it is born inside them too.
-        if let Err(e) = join_cgroups(pid, &plan.cgroup_procs).and_then(|_| sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid })) {
+        let joining = if joined { Ok(()) } else { join_cgroups(pid, &plan.cgroup_procs) };
+        if let Err(e) = joining.and_then(|_| sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid })) {
             kill_and_reap(&joiner);
             return Err(e);
         }
@@ -620,6 +624,30 @@ fn write_id_maps(pid: i32, plan: &ContainerPlan) -> Result<()> {
         std::fs::write(&path, render(maps)).map_err(|e| SysError::new(format!("write {path}"), e.raw_os_error().unwrap_or(libc::EIO)).with_field(field))?;
     }
     Ok(())
+}
+
+/// The container's one cgroup v2 directory, open, when that is all it joins (a pure v2
+/// host); v1 and hybrid hosts have a directory per hierarchy, joined by writes.
+fn unified_cgroup(procs: &[String]) -> Option<OwnedFd> {
+    let [file] = procs else { return None };
+    let dir = std::path::Path::new(file).parent()?;
+    let fd = std::fs::File::open(dir).map(OwnedFd::from).ok()?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let is_v2 = unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } == 0 && st.f_type == libc::CGROUP2_SUPER_MAGIC;
+    is_v2.then_some(fd)
+}
+
+/// clone3 straight into the container's cgroup where the host allows it; the bool says
+/// whether the child is there already (else `join_cgroups` moves it).
+fn clone_in_cgroup(flags: u64, procs: &[String]) -> (Result<Forked>, bool) {
+    if let Some(cg) = unified_cgroup(procs) {
+        match clone3_into(flags, Some(cg.as_raw_fd())) {
+            // A kernel before 5.7 does not know CLONE_INTO_CGROUP.
+            Err(e) if e.errno == libc::EINVAL || e.errno == libc::E2BIG => {}
+            r => return (r, true),
+        }
+    }
+    (clone3(flags), false)
 }
 
 fn join_cgroups(pid: i32, procs: &[String]) -> Result<()> {

@@ -26,6 +26,7 @@ struct CloneArgs {
 }
 
 pub const CLONE_PIDFD: u64 = 0x1000;
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 pub enum Forked {
     Child,
@@ -36,8 +37,19 @@ pub enum Forked {
 /// Only for single-threaded callers (tsbox-sandbox): the child continues on a copy of the
 /// whole address space.
 pub fn clone3(flags: u64) -> Result<Forked> {
+    clone3_into(flags, None)
+}
+
+/// clone3, the child born in the cgroup v2 directory `cgroup` (an open fd) when given:
+/// no migration afterwards, which would take the kernel's cgroup write lock (an RCU grace
+/// period, milliseconds, per process started).
+pub fn clone3_into(flags: u64, cgroup: Option<RawFd>) -> Result<Forked> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs { flags: flags | CLONE_PIDFD, pidfd: &mut pidfd as *mut RawFd as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
     let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     let pid = check(ret, || format!("clone3 flags={:#x}", args.flags))?;
     if pid == 0 {
