@@ -106,14 +106,22 @@ class Cli {
     return native.unixConnect(path.resolve(socketPath));
   }
 
-  async create(p: Parsed): Promise<number> {
+  /**
+   * `callerReaps`: as runc, whose container process is left to its caller's reaper when the
+   * caller goes on without it (create, run --detach) and names a --pid-file to watch.
+   */
+  async create(p: Parsed, callerReaps = flag(p, 'pid-file') !== undefined): Promise<number> {
     const id = this.one(p);
     const bundle = path.resolve(flag(p, 'bundle') ?? '.');
     const spec = readJson<Spec>(path.join(bundle, 'config.json'));
     const pidFile = flag(p, 'pid-file');
     const consoleFd = spec?.process?.terminal ? this.consoleSocket(flag(p, 'console-socket')) : null;
     try {
-      await this.engine.create(id, bundle, { stdio: consoleFd !== null ? [consoleFd] : [0, 1, 2], pidFile: pidFile ? path.resolve(pidFile) : undefined });
+      await this.engine.create(id, bundle, {
+        stdio: consoleFd !== null ? [consoleFd] : [0, 1, 2],
+        pidFile: pidFile ? path.resolve(pidFile) : undefined,
+        callerReaps,
+      });
     } finally {
       if (consoleFd !== null) fs.closeSync(consoleFd);
     }
@@ -121,7 +129,7 @@ class Cli {
   }
 
   async run(p: Parsed): Promise<number> {
-    await this.create(p);
+    await this.create(p, boolFlag(p, 'detach') && flag(p, 'pid-file') !== undefined);
     const id = this.one(p);
     try {
       await this.engine.start(id);
@@ -169,7 +177,11 @@ class Cli {
     const pidFile = flag(p, 'pid-file');
     let started;
     try {
-      started = await this.engine.exec(id, proc, { stdio: consoleFd !== null ? [consoleFd] : [0, 1, 2], pidFile: pidFile ? path.resolve(pidFile) : undefined });
+      started = await this.engine.exec(id, proc, {
+        stdio: consoleFd !== null ? [consoleFd] : [0, 1, 2],
+        pidFile: pidFile ? path.resolve(pidFile) : undefined,
+        callerReaps: boolFlag(p, 'detach') && pidFile !== undefined,
+      });
     } finally {
       if (consoleFd !== null) fs.closeSync(consoleFd);
     }
@@ -204,7 +216,14 @@ class Cli {
         if (!id || p.positional.length > 2) throw new UsageError('usage: tsbox kill [--all] ID [SIGNAL]');
         const signal = parseSignal(sig);
         if (signal === undefined) throw new UsageError(`unknown signal "${sig}"`);
-        await this.engine.kill(id, signal, boolFlag(p, 'all'));
+        try {
+          await this.engine.kill(id, signal, boolFlag(p, 'all'));
+        } catch (e) {
+          // runc's words: runc-compatible callers (containerd's runc-v2 shim) recognise an
+          // already stopped container by "container not running" and answer NotFound.
+          if (e instanceof EngineError && e.detail.status === 'stopped') throw new Error(`cannot kill container ${id}: container not running`, { cause: e });
+          throw e;
+        }
         return 0;
       }
       case 'delete': {

@@ -44,6 +44,12 @@ export interface CreateOptions {
   stdio?: number[];
   /** Written last, when the container is created (containerd reads it as "create done"). */
   pidFile?: string;
+  /**
+   * The caller reaps the init itself, as a runc-compatible caller does with the pid in
+   * its --pid-file (the runc-v2 shim waits for it as a child of its own, a subreaper):
+   * the init is left to the caller's reaper, and its exit status is the caller's to know.
+   */
+  callerReaps?: boolean;
 }
 
 export interface ExecOptions {
@@ -51,6 +57,8 @@ export interface ExecOptions {
   execId?: string;
   stdio?: number[];
   pidFile?: string;
+  /** As CreateOptions.callerReaps, for the exec'd process. */
+  callerReaps?: boolean;
 }
 
 /** Undo steps of a half-done create, run in reverse unless the create succeeds. */
@@ -180,7 +188,10 @@ export class Engine {
           exitStatus: null,
           exitedAt: null,
         };
-        const res = await conn.request<{ pid: number; stage: 'hooks' | 'created' }>({ op: 'create', container: id, plan }, opts.stdio ?? []);
+        const res = await conn.request<{ pid: number; stage: 'hooks' | 'created' }>(
+          { op: 'create', container: id, plan, callerReaps: opts.callerReaps === true },
+          opts.stdio ?? [],
+        );
         rec.pid = res.pid;
         rec.pidStartTime = procStartTime(res.pid);
         if (res.stage === 'hooks') {
@@ -442,7 +453,13 @@ export class Engine {
     const conn = SandboxConnection.connect(rec.socket);
     try {
       const res = await conn.request<{ pid: number }>(
-        { op: 'exec', container: id, exec: execId, plan: { cgroupProcs: rec.cgroup ? this.cgroups.procsFiles(rec.cgroup) : [], process: processPlan } },
+        {
+          op: 'exec',
+          container: id,
+          exec: execId,
+          plan: { cgroupProcs: rec.cgroup ? this.cgroups.procsFiles(rec.cgroup) : [], process: processPlan },
+          callerReaps: opts.callerReaps === true,
+        },
         opts.stdio ?? [],
       );
       if (opts.pidFile) writePidFile(opts.pidFile, res.pid);

@@ -1,6 +1,7 @@
-//! `tsbox-sandbox`: one per sandbox (a standalone container or a pod). It is the parent
-//! and child subreaper of every process of its containers, creates them with clone3,
-//! reaps them, and reports exits over its control socket (docs/architecture.md).
+//! `tsbox-sandbox`: one per container. It is the parent and child subreaper of every
+//! process of its container, creates them with clone3, reaps them, and reports exits over
+//! its control socket (docs/architecture.md); a runc-compatible caller that asks to reap
+//! a process itself gets it instead (server::CallerReaps).
 //!
 //!   tsbox-sandbox --socket PATH     serve; prints "ready" on stdout once listening
 //!   tsbox-sandbox --echo-plan KIND  a container or exec plan from stdin back to stdout, as read
@@ -80,6 +81,9 @@ fn serve(socket: &str) -> Result<()> {
         let ooms = sandbox.oom_fds();
         let first_oom = pfds.len();
         pfds.extend(ooms.iter().map(|(fd, _)| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }));
+        let foreign = sandbox.foreign_pidfds();
+        let first_foreign = pfds.len();
+        pfds.extend(foreign.iter().map(|(fd, _)| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }));
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
         if n < 0 {
             if tsbox_sys::last_errno() == libc::EINTR {
@@ -102,6 +106,12 @@ fn serve(socket: &str) -> Result<()> {
             let mut info = [0u8; 128];
             while unsafe { libc::read(sigfd.as_raw_fd(), info.as_mut_ptr() as *mut libc::c_void, info.len()) } > 0 {}
             broadcast(&mut clients, sandbox.reap());
+        }
+        // Processes whose callers reap them (see server::CallerReaps): a readable pidfd is an exit.
+        for (i, (_, pid)) in foreign.iter().enumerate() {
+            if pfds[first_foreign + i].revents != 0 {
+                broadcast(&mut clients, sandbox.foreign_exited(*pid));
+            }
         }
         let mut handled = false;
         for (i, pfd) in pfds.iter().enumerate().take(first_oom).skip(2) {

@@ -21,6 +21,9 @@ enum Op {
         container: String,
         plan: Box<ContainerPlan>,
         fds: usize,
+        /// The caller reaps the init (see `CallerReaps`).
+        #[serde(default, rename = "callerReaps")]
+        caller_reaps: bool,
     },
     /// createRuntime hooks ran; carry on with the create.
     Resume {
@@ -34,6 +37,8 @@ enum Op {
         exec: String,
         plan: Box<ExecPlan>,
         fds: usize,
+        #[serde(default, rename = "callerReaps")]
+        caller_reaps: bool,
     },
     Signal {
         container: String,
@@ -84,6 +89,8 @@ struct Process {
     pidfd: OwnedFd,
     status: Status,
     exit_status: Option<i32>,
+    /// Not our child: its exit is seen on its pidfd, its status is the caller's to know.
+    foreign: bool,
 }
 
 struct Container {
@@ -208,15 +215,15 @@ impl Sandbox {
 
     fn dispatch(&mut self, client: &mut Client, op: Op) -> Result<Value> {
         match op {
-            Op::Create { container, plan, fds } => {
+            Op::Create { container, plan, fds, caller_reaps } => {
                 let stdio = Self::take_fds(client, fds)?;
-                self.create(container, &plan, stdio)
+                self.create(container, &plan, stdio, caller_reaps)
             }
             Op::Resume { container } => self.resume(&container),
             Op::Start { container } => self.start(&container),
-            Op::Exec { container, exec, plan, fds } => {
+            Op::Exec { container, exec, plan, fds, caller_reaps } => {
                 let stdio = Self::take_fds(client, fds)?;
-                self.exec(&container, exec, &plan, stdio)
+                self.exec(&container, exec, &plan, stdio, caller_reaps)
             }
             Op::Signal { container, exec, signal } => self.signal(&container, exec.as_deref(), signal),
             Op::State => Ok(self.state()),
@@ -239,7 +246,7 @@ impl Sandbox {
         }
     }
 
-    fn create(&mut self, id: String, plan: &ContainerPlan, stdio: Vec<OwnedFd>) -> Result<Value> {
+    fn create(&mut self, id: String, plan: &ContainerPlan, stdio: Vec<OwnedFd>, caller_reaps: bool) -> Result<Value> {
         if self.containers.contains_key(&id) {
             return Err(SysError::new(format!("container {id} already exists in this sandbox"), libc::EEXIST));
         }
@@ -259,7 +266,7 @@ impl Sandbox {
         };
         drop(child_end);
         drop(stdio);
-        let mut process = Process { pid, pidfd, status: Status::Creating, exit_status: None };
+        let mut process = Process { pid, pidfd, status: Status::Creating, exit_status: None, foreign: false };
         let result = (|| -> Result<()> {
             if plan.clone_flags & libc::CLONE_NEWUSER as u64 != 0 {
                 write_id_maps(pid, plan)?;
@@ -274,14 +281,23 @@ impl Sandbox {
                 std::fs::write(&path, adj.to_string())
                     .map_err(|e| SysError::new(format!("write {path}"), e.raw_os_error().unwrap_or(libc::EIO)).with_field("process.oomScoreAdj"))?;
             }
-            sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid })?;
             Ok(())
         })();
         if let Err(e) = result {
             kill_and_reap(&process);
             return Err(e);
         }
-        let answer = match next_setup_message(&mut process, parent_end.as_raw_fd()) {
+        // From Go until the first process is collected: the init it leaves behind goes to
+        // the caller's reaper instead of us.
+        let orphans = CallerReaps::begin(caller_reaps);
+        if let Err(e) = sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid }) {
+            kill_and_reap(&process);
+            return Err(e);
+        }
+        let setup = next_setup_message(&mut process, parent_end.as_raw_fd());
+        drop(orphans);
+        process.foreign = caller_reaps;
+        let answer = match setup {
             Ok(FromChild::Hooks) => json!({ "pid": process.pid, "stage": "hooks" }),
             Ok(FromChild::Ready) => {
                 process.status = Status::Created;
@@ -387,7 +403,7 @@ impl Sandbox {
         }
     }
 
-    fn exec(&mut self, id: &str, exec_id: String, plan: &ExecPlan, stdio: Vec<OwnedFd>) -> Result<Value> {
+    fn exec(&mut self, id: &str, exec_id: String, plan: &ExecPlan, stdio: Vec<OwnedFd>, caller_reaps: bool) -> Result<Value> {
         let c = self.container(id)?;
         if c.execs.contains_key(&exec_id) {
             return Err(SysError::new(format!("exec {exec_id} already exists in container {id}"), libc::EEXIST));
@@ -414,9 +430,10 @@ impl Sandbox {
         drop(child_end);
         drop(stdio);
         drop(ns_fds);
-        let joiner = Process { pid, pidfd, status: Status::Running, exit_status: None };
+        let joiner = Process { pid, pidfd, status: Status::Running, exit_status: None, foreign: false };
         // Its child inherits the cgroups, so it is born inside them too.
         let joining = if joined { Ok(()) } else { join_cgroups(pid, &plan.cgroup_procs) };
+        let orphans = CallerReaps::begin(caller_reaps);
         if let Err(e) = joining.and_then(|_| sync::send(parent_end.as_raw_fd(), &ToChild::Go { pid })) {
             kill_and_reap(&joiner);
             return Err(e);
@@ -436,16 +453,29 @@ impl Sandbox {
         // (we are its subreaper), so the pid cannot be reused before we open a pidfd.
         let mut status = 0;
         unsafe { libc::waitpid(joiner.pid, &mut status, 0) };
+        drop(orphans);
         let pid = spawned;
         let process = match tsbox_sys::sys::pidfd_open(pid) {
-            Ok(fd) => Process { pid, pidfd: own(fd), status: Status::Running, exit_status: None },
+            Ok(fd) => Some(Process { pid, pidfd: own(fd), status: Status::Running, exit_status: None, foreign: caller_reaps }),
+            // A process its caller reaps may be done and collected already (pid reuse in
+            // the moment between would need the whole pid space to wrap): nothing of it to
+            // keep. Its setup channel still says whether it got as far as execve.
+            Err(e) if caller_reaps && e.errno == libc::ESRCH => None,
             Err(e) => {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 unsafe { libc::waitpid(pid, &mut status, 0) };
                 return Err(e);
             }
         };
-        match sync::recv::<FromChild>(parent_end.as_raw_fd()) {
+        let setup = sync::recv::<FromChild>(parent_end.as_raw_fd());
+        let Some(process) = process else {
+            return match setup {
+                Ok(None) => Ok(json!({ "pid": pid })),
+                Ok(Some(FromChild::Error { step, errno, field })) => Err(SysError { step, errno, field }),
+                Ok(Some(_)) | Err(_) => Err(SysError::new("exec setup ended unexpectedly", libc::EPROTO)),
+            };
+        };
+        match setup {
             Ok(None) => {}
             Ok(Some(FromChild::Error { step, errno, field })) => {
                 kill_and_reap(&process);
@@ -515,6 +545,37 @@ impl Sandbox {
     }
 
     /// Collects every exited child; returns the exit events to broadcast.
+    /// pidfds of the live processes their callers reap, with their pids: poll them.
+    pub fn foreign_pidfds(&self) -> Vec<(RawFd, i32)> {
+        self.containers
+            .values()
+            .flat_map(|c| std::iter::once(&c.init).chain(c.execs.values()))
+            .filter(|p| p.foreign && p.status != Status::Stopped)
+            .map(|p| (p.pidfd.as_raw_fd(), p.pid))
+            .collect()
+    }
+
+    /// A process its caller reaps has exited (its pidfd said so): stopped, status unknown
+    /// to us (reported as 255).
+    pub fn foreign_exited(&mut self, pid: i32) -> Vec<Value> {
+        let Some((cid, exec)) = self.by_pid.remove(&pid) else { return Vec::new() };
+        if let Some(c) = self.containers.get_mut(&cid) {
+            let p = match &exec {
+                Some(e) => c.execs.get_mut(e),
+                None => Some(&mut c.init),
+            };
+            if let Some(p) = p {
+                p.status = Status::Stopped;
+            }
+            if exec.is_none() {
+                c.sync = None;
+            }
+        }
+        let mut events: Vec<Value> = self.oom_fired(&cid).into_iter().collect();
+        events.push(json!({ "event": "exit", "container": cid, "exec": exec, "pid": pid, "status": 255 }));
+        events
+    }
+
     pub fn reap(&mut self) -> Vec<Value> {
         let mut events = Vec::new();
         loop {
@@ -571,7 +632,7 @@ fn next_setup_message(process: &mut Process, fd: RawFd) -> Result<FromChild> {
         let mut status = 0;
         unsafe { libc::waitpid(process.pid, &mut status, 0) };
         match tsbox_sys::sys::pidfd_open(pid) {
-            Ok(pidfd) => *process = Process { pid, pidfd: own(pidfd), status: process.status, exit_status: None },
+            Ok(pidfd) => *process = Process { pid, pidfd: own(pidfd), status: process.status, exit_status: None, foreign: false },
             Err(e) => {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -624,6 +685,30 @@ fn write_id_maps(pid: i32, plan: &ContainerPlan) -> Result<()> {
         std::fs::write(&path, render(maps)).map_err(|e| SysError::new(format!("write {path}"), e.raw_os_error().unwrap_or(libc::EIO)).with_field(field))?;
     }
     Ok(())
+}
+
+/// While alive, orphans go past us to the nearest subreaper above (the caller's: the
+/// runc-v2 shim, Docker's containerd shim): what a runc-compatible caller expects of a
+/// process whose pid it was given with --pid-file, which it waits for as its own child.
+/// Only processes the request leaves behind are orphaned meanwhile: requests are handled
+/// one at a time, and a container's own orphans go to its pid namespace's init.
+struct CallerReaps(bool);
+
+impl CallerReaps {
+    fn begin(on: bool) -> CallerReaps {
+        if on {
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+        }
+        CallerReaps(on)
+    }
+}
+
+impl Drop for CallerReaps {
+    fn drop(&mut self) {
+        if self.0 {
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        }
+    }
 }
 
 /// The container's one cgroup v2 directory, open, when that is all it joins (a pure v2
@@ -727,7 +812,7 @@ mod tests {
         let Ok(child) = std::process::Command::new("sleep").arg("60").spawn() else { panic!("spawn sleep") };
         let pid = child.id() as i32;
         let pidfd = tsbox_sys::sys::pidfd_open(pid).map(own).unwrap_or_else(|e| panic!("{e}"));
-        let init = Process { pid, pidfd, status: Status::Running, exit_status: None };
+        let init = Process { pid, pidfd, status: Status::Running, exit_status: None, foreign: false };
         sb.containers.insert("c1".into(), Container { init, oom: None, sync: None, execs: HashMap::new() });
         let st = ask(&mut sb, &mut c, r#"{"id":1,"op":"state"}"#);
         assert_eq!(st["ok"]["containers"]["c1"], json!({ "pid": pid, "status": "running", "exitStatus": null, "execs": {} }));
