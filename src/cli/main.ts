@@ -64,6 +64,9 @@ commands:
   delete [--force] ID
   list [--format table|json] [--quiet]
   ps [--format table|json] ID
+  pause ID
+  resume ID
+  update --resources FILE|- ID
   exec [--tty] [--detach] [--process FILE | [--env K=V] [--cwd DIR] [--user UID[:GID]] ID -- ARGS...]
   features
 `;
@@ -280,6 +283,29 @@ class Cli {
       }
       case 'exec':
         return this.exec(parseArgs(argv, EXEC_FLAGS, true));
+      case 'pause':
+        await this.engine.pause(this.one(parseArgs(argv, [], false)));
+        return 0;
+      case 'resume':
+        await this.engine.resume(this.one(parseArgs(argv, [], false)));
+        return 0;
+      case 'update': {
+        // runc's form: the new linux.resources as JSON, from a file or stdin ("-").
+        const p = parseArgs(argv, [{ names: ['resources', 'r'] }], false);
+        const id = this.one(p);
+        const from = flag(p, 'resources');
+        if (!from) throw new UsageError('update needs --resources FILE (or - for stdin)');
+        let resources: unknown;
+        try {
+          // fd 0 itself: /dev/stdin cannot be opened when stdin is a socket (Node's pipes are).
+          resources = JSON.parse(fs.readFileSync(from === '-' ? 0 : path.resolve(from), 'utf8'));
+        } catch (e) {
+          throw new UsageError(`--resources ${from}: ${(e as Error).message}`);
+        }
+        if (typeof resources !== 'object' || resources === null || Array.isArray(resources)) throw new UsageError(`--resources ${from}: not a JSON object`);
+        await this.engine.update(id, resources);
+        return 0;
+      }
       case 'features':
         parseArgs(argv, [], false);
         process.stdout.write(`${JSON.stringify(features(VERSION), null, 2)}\n`);

@@ -45,12 +45,16 @@ describe('ctr run --runc-binary bin/tsbox (the runc-v2 shim drives tsbox like ru
     expect(sandboxes()).toEqual([]);
   });
 
-  it('execs with exit codes, kills a running task and removes it', async () => {
+  it('execs with exit codes, pauses, resumes, kills a running task and removes it', async () => {
     for (const binary of ['tsbox', 'runc'] as const) {
       const id = uniqueId(`drop-${binary}`);
       expect((await ctr(['run', '-d', ...runtime(binary), IMAGE, id, 'sleep', '600'])).code).toBe(0);
       const ex = await ctr(['task', 'exec', '--exec-id', 'e1', id, 'sh', '-c', 'echo in $(cat /proc/1/comm); exit 5']);
       expect([binary, ex]).toEqual([binary, { code: 5, stdout: 'in sleep\n', stderr: '' }]);
+      expect((await ctr(['task', 'pause', id])).code).toBe(0);
+      expect([binary, await taskStatus(id)]).toEqual([binary, 'PAUSED']);
+      expect((await ctr(['task', 'resume', id])).code).toBe(0);
+      expect([binary, await taskStatus(id)]).toEqual([binary, 'RUNNING']);
       expect((await ctr(['task', 'kill', '-s', 'KILL', id])).code).toBe(0);
       await waitUntil(async () => (await taskStatus(id)) === 'STOPPED', `${id} stopped`);
       // Killing a stopped task: containerd answers "not found" for both.

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { makeBundle, Bundle, PROJECT_ROOT } from './bundle';
-import { cgroupExists } from '../cgroupfs';
+import { cgroupExists, frozen, memoryLimit } from '../cgroupfs';
 
 const TSBOX = path.join(PROJECT_ROOT, 'bin', 'tsbox');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-cli-'));
@@ -72,6 +72,17 @@ describe('tsbox CLI', () => {
     expect(tsbox(['list']).out).toMatch(new RegExp(`^ID\\s+PID\\s+STATUS\\s+BUNDLE\\s+CREATED\\s+OWNER\\n${b.id}\\s+${created.pid}\\s+running\\s`));
 
     expect(tsbox(['exec', b.id, 'sh', '-c', 'echo in $(hostname); exit 5'])).toEqual({ code: 5, out: `in ${b.id}\n`, err: '' });
+    expect(tsbox(['pause', b.id]).code).toBe(0);
+    expect(JSON.parse(tsbox(['state', b.id]).out)).toMatchObject({ status: 'paused' });
+    expect(frozen(`tsbox-test/${b.id}`)).toBe(true);
+    expect(tsbox(['resume', b.id]).code).toBe(0);
+    expect(JSON.parse(tsbox(['state', b.id]).out)).toMatchObject({ status: 'running' });
+    const update = spawnSync(TSBOX, ['--root', root, 'update', '--resources', '-', b.id], {
+      input: JSON.stringify({ memory: { limit: 48 << 20 } }),
+      encoding: 'utf8',
+    });
+    expect([update.status, update.stderr]).toEqual([0, '']);
+    expect(memoryLimit(`tsbox-test/${b.id}`)).toBe(String(48 << 20));
     const proc = path.join(b.dir, 'process.json');
     fs.writeFileSync(proc, JSON.stringify({ ...b.spec.process, args: ['id', '-u'], user: { uid: 1000, gid: 1000 } }));
     expect(tsbox(['exec', '--process', proc, b.id])).toEqual({ code: 0, out: '1000\n', err: '' });
