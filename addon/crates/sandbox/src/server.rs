@@ -802,6 +802,10 @@ mod tests {
         assert_eq!(send_with_fds(peer.as_raw_fd(), b"\"op\":\"state\"}\n", &[]).ok(), Some(14));
         assert_eq!(c.read_lines().unwrap_or_default(), vec![br#"{"id":2,"op":"state"}"#.to_vec()]);
         drop(peer);
+        // A process another test forks holds a copy of every fd until its exec: wait for
+        // the hang-up rather than read before it.
+        let mut pfd = libc::pollfd { fd: c.raw(), events: libc::POLLIN, revents: 0 };
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1);
         assert_eq!(c.read_lines(), None);
     }
 
