@@ -555,25 +555,10 @@ impl Sandbox {
             .collect()
     }
 
-    /// A process its caller reaps has exited (its pidfd said so): stopped, status unknown
-    /// to us (reported as 255).
+    /// A process its caller reaps has exited (its pidfd said so): its status is the
+    /// caller's to know (reported as 255).
     pub fn foreign_exited(&mut self, pid: i32) -> Vec<Value> {
-        let Some((cid, exec)) = self.by_pid.remove(&pid) else { return Vec::new() };
-        if let Some(c) = self.containers.get_mut(&cid) {
-            let p = match &exec {
-                Some(e) => c.execs.get_mut(e),
-                None => Some(&mut c.init),
-            };
-            if let Some(p) = p {
-                p.status = Status::Stopped;
-            }
-            if exec.is_none() {
-                c.sync = None;
-            }
-        }
-        let mut events: Vec<Value> = self.oom_fired(&cid).into_iter().collect();
-        events.push(json!({ "event": "exit", "container": cid, "exec": exec, "pid": pid, "status": 255 }));
-        events
+        self.exited(pid, None)
     }
 
     pub fn reap(&mut self) -> Vec<Value> {
@@ -591,26 +576,32 @@ impl Sandbox {
             } else {
                 continue;
             };
-            let Some((cid, exec)) = self.by_pid.remove(&pid) else { continue };
-            if let Some(c) = self.containers.get_mut(&cid) {
-                let p = match &exec {
-                    Some(e) => c.execs.get_mut(e),
-                    None => Some(&mut c.init),
-                };
-                if let Some(p) = p {
-                    p.status = Status::Stopped;
-                    p.exit_status = Some(code);
-                }
-                if exec.is_none() {
-                    c.sync = None;
-                }
-            }
-            // cgroup v2 counts the OOM kill in memory.events before the victim dies, but
-            // tells inotify later (kernfs notifies from a work item): look at the count
-            // now, so the oom event still goes out before this exit.
-            events.extend(self.oom_fired(&cid));
-            events.push(json!({ "event": "exit", "container": cid, "exec": exec, "pid": pid, "status": code }));
+            events.extend(self.exited(pid, Some(code)));
         }
+        events
+    }
+
+    /// Marks one of our processes stopped; its oom event (if any) and exit event, in order.
+    fn exited(&mut self, pid: i32, code: Option<i32>) -> Vec<Value> {
+        let Some((cid, exec)) = self.by_pid.remove(&pid) else { return Vec::new() };
+        if let Some(c) = self.containers.get_mut(&cid) {
+            let p = match &exec {
+                Some(e) => c.execs.get_mut(e),
+                None => Some(&mut c.init),
+            };
+            if let Some(p) = p {
+                p.status = Status::Stopped;
+                p.exit_status = code;
+            }
+            if exec.is_none() {
+                c.sync = None;
+            }
+        }
+        // cgroup v2 counts the OOM kill in memory.events before the victim dies, but
+        // tells inotify later (kernfs notifies from a work item): look at the count
+        // now, so the oom event still goes out before this exit.
+        let mut events: Vec<Value> = self.oom_fired(&cid).into_iter().collect();
+        events.push(json!({ "event": "exit", "container": cid, "exec": exec, "pid": pid, "status": code.unwrap_or(255) }));
         events
     }
 }
