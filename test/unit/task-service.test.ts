@@ -109,6 +109,14 @@ const req = <T>(r: object) => r as T;
 /** Lets every queued microtask and timer-free continuation run. */
 const settle = () => new Promise((r) => setImmediate(r));
 
+/** c1 created and started, exec e1 added and started. */
+async function runningWithExec(svc: TaskService, bundle: string): Promise<void> {
+  await svc.create(createReq(bundle));
+  await svc.start(req({ id: 'c1' }));
+  await svc.exec(execReq('e1'));
+  await svc.start(req({ id: 'c1', execId: 'e1' }));
+}
+
 describe('TaskService ordering', () => {
   const bundles: string[] = [];
   afterAll(() => bundles.forEach((b) => fs.rmSync(b, { recursive: true, force: true })));
@@ -116,10 +124,7 @@ describe('TaskService ordering', () => {
   it("publishes a running exec's exit before the init's, and Wait on the init resolves only then", async () => {
     const { svc, engine, topics, bundle } = setup();
     bundles.push(bundle);
-    await svc.create(createReq(bundle));
-    await svc.start(req({ id: 'c1' }));
-    await svc.exec(execReq('e1'));
-    await svc.start(req({ id: 'c1', execId: 'e1' }));
+    await runningWithExec(svc, bundle);
     let waited = false;
     const wait = svc.wait(req({ id: 'c1' }), new AbortController().signal, () => undefined).then(() => (waited = true));
     engine.exit({ status: 137 });
@@ -150,10 +155,7 @@ describe('TaskService ordering', () => {
   it('reports a sandbox lost during the start as an exit after TaskStart, running execs first', async () => {
     const { svc, engine, topics, bundle } = setup();
     bundles.push(bundle);
-    await svc.create(createReq(bundle));
-    await svc.start(req({ id: 'c1' }));
-    await svc.exec(execReq('e1'));
-    await svc.start(req({ id: 'c1', execId: 'e1' }));
+    await runningWithExec(svc, bundle);
     await svc.exec(execReq('e2'));
     engine.conn.emit('close');
     await svc.wait(req({ id: 'c1' }), new AbortController().signal, () => undefined);
@@ -179,10 +181,7 @@ describe('TaskService ordering', () => {
   it('kills the execs through the cgroup when the init dies without its own pid namespace', async () => {
     const { svc, engine, topics, bundle } = setup(false);
     bundles.push(bundle);
-    await svc.create(createReq(bundle));
-    await svc.start(req({ id: 'c1' }));
-    await svc.exec(execReq('e1'));
-    await svc.start(req({ id: 'c1', execId: 'e1' }));
+    await runningWithExec(svc, bundle);
     engine.exit({ status: 0 });
     await settle();
     expect(engine.killed).toEqual(['c1']);
