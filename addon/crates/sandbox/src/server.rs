@@ -717,10 +717,10 @@ fn unified_cgroup(procs: &[String]) -> Option<OwnedFd> {
 /// whether the child is there already (else `join_cgroups` moves it).
 fn clone_in_cgroup(flags: u64, procs: &[String]) -> (Result<Forked>, bool) {
     if let Some(cg) = unified_cgroup(procs) {
-        match clone3_into(flags, Some(cg.as_raw_fd())) {
-            // A kernel before 5.7 does not know CLONE_INTO_CGROUP.
-            Err(e) if e.errno == libc::EINVAL || e.errno == libc::E2BIG => {}
-            r => return (r, true),
+        // On any failure (a kernel before 5.7, a cgroup that cannot take the process) the
+        // plain clone and the write say what is wrong, with the cgroup's field.
+        if let Ok(forked) = clone3_into(flags, Some(cg.as_raw_fd())) {
+            return (Ok(forked), true);
         }
     }
     (clone3(flags), false)
