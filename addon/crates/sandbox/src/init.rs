@@ -161,7 +161,7 @@ fn spawn_init(sync_fd: RawFd) -> Result<i32> {
             // Spawned goes out before the child may say anything on the same channel
             // (it waits for the pipe): tsbox-sandbox must learn the init's pid first, or
             // it would take this process's exit for the container's.
-            let _ = sync::send(sync_fd, &FromChild::Spawned { pid });
+            let _ = sync::send_with_fd(sync_fd, &FromChild::Spawned { pid }, pidfd);
             unsafe {
                 libc::close(pidfd);
                 libc::write(w.as_raw_fd(), pid.to_ne_bytes().as_ptr() as *const libc::c_void, 4);

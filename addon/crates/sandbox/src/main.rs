@@ -83,7 +83,7 @@ fn serve(socket: &str) -> Result<()> {
         pfds.extend(ooms.iter().map(|(fd, _)| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }));
         let foreign = sandbox.foreign_pidfds();
         let first_foreign = pfds.len();
-        pfds.extend(foreign.iter().map(|(fd, _)| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }));
+        pfds.extend(foreign.iter().map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }));
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
         if n < 0 {
             if tsbox_sys::last_errno() == libc::EINTR {
@@ -108,9 +108,9 @@ fn serve(socket: &str) -> Result<()> {
             broadcast(&mut clients, sandbox.reap());
         }
         // Processes whose callers reap them (see server::CallerReaps): a readable pidfd is an exit.
-        for (i, (_, pid)) in foreign.iter().enumerate() {
+        for (i, fd) in foreign.iter().enumerate() {
             if pfds[first_foreign + i].revents != 0 {
-                broadcast(&mut clients, sandbox.foreign_exited(*pid));
+                broadcast(&mut clients, sandbox.foreign_exited(*fd));
             }
         }
         let mut handled = false;

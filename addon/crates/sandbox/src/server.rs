@@ -412,7 +412,13 @@ impl Sandbox {
             return Err(SysError::new(format!("container {id} is {}, not running", c.init.status.name()), libc::EINVAL));
         }
         let init_pid = c.init.pid;
+        let init_pidfd = c.init.pidfd.as_raw_fd();
         let ns_fds = open_container_namespaces(init_pid)?;
+        // Opened by pid: they are the init's only if it still lives now (a process whose
+        // caller reaps it can be collected, and its pid reused, the moment it exits).
+        if pidfd_send_signal(init_pidfd, 0).is_err() {
+            return Err(SysError::new(format!("container {id} is stopped"), libc::ESRCH));
+        }
         let (parent_end, child_end) = sync::pair(sync::SETUP_DEADLINE_SECS)?;
         // The first child stays in our pid namespace (see init::exec_init).
         let (forked, joined) = clone_in_cgroup(0, &plan.cgroup_procs);
@@ -438,9 +444,9 @@ impl Sandbox {
             kill_and_reap(&joiner);
             return Err(e);
         }
-        let spawned = match sync::recv::<FromChild>(parent_end.as_raw_fd()) {
-            Ok(Some(FromChild::Spawned { pid })) => pid,
-            Ok(Some(FromChild::Error { step, errno, field })) => {
+        let (pid, pidfd) = match sync::recv_with_fds::<FromChild>(parent_end.as_raw_fd()) {
+            Ok(Some((FromChild::Spawned { pid }, mut fds))) if fds.len() == 1 => (pid, fds.remove(0)),
+            Ok(Some((FromChild::Error { step, errno, field }, _))) => {
                 kill_and_reap(&joiner);
                 return Err(SysError { step, errno, field });
             }
@@ -449,33 +455,11 @@ impl Sandbox {
                 return Err(SysError::new("exec setup ended unexpectedly", libc::EPROTO));
             }
         };
-        // Once the first child is collected, ours is the only parent its child has left
-        // (we are its subreaper), so the pid cannot be reused before we open a pidfd.
         let mut status = 0;
         unsafe { libc::waitpid(joiner.pid, &mut status, 0) };
         drop(orphans);
-        let pid = spawned;
-        let process = match tsbox_sys::sys::pidfd_open(pid) {
-            Ok(fd) => Some(Process { pid, pidfd: own(fd), status: Status::Running, exit_status: None, foreign: caller_reaps }),
-            // A process its caller reaps may be done and collected already (pid reuse in
-            // the moment between would need the whole pid space to wrap): nothing of it to
-            // keep. Its setup channel still says whether it got as far as execve.
-            Err(e) if caller_reaps && e.errno == libc::ESRCH => None,
-            Err(e) => {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-                return Err(e);
-            }
-        };
-        let setup = sync::recv::<FromChild>(parent_end.as_raw_fd());
-        let Some(process) = process else {
-            return match setup {
-                Ok(None) => Ok(json!({ "pid": pid })),
-                Ok(Some(FromChild::Error { step, errno, field })) => Err(SysError { step, errno, field }),
-                Ok(Some(_)) | Err(_) => Err(SysError::new("exec setup ended unexpectedly", libc::EPROTO)),
-            };
-        };
-        match setup {
+        let process = Process { pid, pidfd, status: Status::Running, exit_status: None, foreign: caller_reaps };
+        match sync::recv::<FromChild>(parent_end.as_raw_fd()) {
             Ok(None) => {}
             Ok(Some(FromChild::Error { step, errno, field })) => {
                 kill_and_reap(&process);
@@ -545,20 +529,31 @@ impl Sandbox {
     }
 
     /// Collects every exited child; returns the exit events to broadcast.
-    /// pidfds of the live processes their callers reap, with their pids: poll them.
-    pub fn foreign_pidfds(&self) -> Vec<(RawFd, i32)> {
+    /// pidfds of the live processes their callers reap: poll them.
+    pub fn foreign_pidfds(&self) -> Vec<RawFd> {
         self.containers
             .values()
             .flat_map(|c| std::iter::once(&c.init).chain(c.execs.values()))
             .filter(|p| p.foreign && p.status != Status::Stopped)
-            .map(|p| (p.pidfd.as_raw_fd(), p.pid))
+            .map(|p| p.pidfd.as_raw_fd())
             .collect()
     }
 
     /// A process its caller reaps has exited (its pidfd said so): its status is the
-    /// caller's to know (reported as 255).
-    pub fn foreign_exited(&mut self, pid: i32) -> Vec<Value> {
-        self.exited(pid, None)
+    /// caller's to know (reported as 255). Found by its pidfd, not its pid: the pid may
+    /// already name another process.
+    pub fn foreign_exited(&mut self, pidfd: RawFd) -> Vec<Value> {
+        let found = self.containers.iter().find_map(|(cid, c)| {
+            if c.init.pidfd.as_raw_fd() == pidfd {
+                return Some((cid.clone(), None, c.init.pid));
+            }
+            c.execs.iter().find(|(_, p)| p.pidfd.as_raw_fd() == pidfd).map(|(e, p)| (cid.clone(), Some(e.clone()), p.pid))
+        });
+        let Some((cid, exec, pid)) = found else { return Vec::new() };
+        if self.by_pid.get(&pid) == Some(&(cid.clone(), exec.clone())) {
+            self.by_pid.remove(&pid);
+        }
+        self.exited(cid, exec, pid, None)
     }
 
     pub fn reap(&mut self) -> Vec<Value> {
@@ -576,14 +571,14 @@ impl Sandbox {
             } else {
                 continue;
             };
-            events.extend(self.exited(pid, Some(code)));
+            let Some((cid, exec)) = self.by_pid.remove(&pid) else { continue };
+            events.extend(self.exited(cid, exec, pid, Some(code)));
         }
         events
     }
 
     /// Marks one of our processes stopped; its oom event (if any) and exit event, in order.
-    fn exited(&mut self, pid: i32, code: Option<i32>) -> Vec<Value> {
-        let Some((cid, exec)) = self.by_pid.remove(&pid) else { return Vec::new() };
+    fn exited(&mut self, cid: String, exec: Option<String>, pid: i32, code: Option<i32>) -> Vec<Value> {
         if let Some(c) = self.containers.get_mut(&cid) {
             let p = match &exec {
                 Some(e) => c.execs.get_mut(e),
@@ -611,31 +606,32 @@ fn process_json(p: &Process) -> Value {
 }
 
 /// The next message of a container's setup. The first child announces the init it
-/// forked and exits: from then on `process` is the init (we are its subreaper, so once
-/// the first child is collected its pid cannot be reused before the pidfd is open).
+/// forked, with a pidfd it opened while still the init's parent (so it names the init
+/// whoever reaps it), and exits: from then on `process` is the init.
 fn next_setup_message(process: &mut Process, fd: RawFd) -> Result<FromChild> {
     loop {
-        let msg = match sync::recv::<FromChild>(fd)? {
+        let (msg, mut fds) = match sync::recv_with_fds::<FromChild>(fd)? {
             Some(m) => m,
             None => return Err(SysError::new("container init exited during setup", libc::ECHILD)),
         };
         let FromChild::Spawned { pid } = msg else { return Ok(msg) };
         let mut status = 0;
         unsafe { libc::waitpid(process.pid, &mut status, 0) };
-        match tsbox_sys::sys::pidfd_open(pid) {
-            Ok(pidfd) => *process = Process { pid, pidfd: own(pidfd), status: process.status, exit_status: None, foreign: false },
-            Err(e) => {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-                return Err(e);
-            }
+        // Without its pidfd the init cannot be named safely; it ends when our end of the
+        // channel closes.
+        if fds.len() != 1 {
+            return Err(SysError::new("the container's first process sent no pidfd for the init", libc::EPROTO));
         }
+        *process = Process { pid, pidfd: fds.remove(0), status: process.status, exit_status: None, foreign: false };
     }
 }
 
 /// Kills a process we started and collects it, so nothing is left of a failed setup.
 fn kill_and_reap(p: &Process) {
     let _ = pidfd_send_signal(p.pidfd.as_raw_fd(), libc::SIGKILL);
+    if p.foreign {
+        return; // its caller collects it
+    }
     let mut status = 0;
     unsafe { libc::waitpid(p.pid, &mut status, 0) };
 }

@@ -24,8 +24,9 @@ pub enum FromChild {
     Hooks,
     /// Set up and waiting at the start gate.
     Ready,
-    /// An exec's first process joined the container and forked the exec'd process,
-    /// whose pid (as tsbox-sandbox sees it) this is.
+    /// A first process forked the container's init or an exec'd process, whose pid (as
+    /// tsbox-sandbox sees it) this is; its pidfd comes attached. The first process opened
+    /// it while still its parent, so it names that process whoever reaps it later.
     Spawned {
         pid: i32,
     },
@@ -79,26 +80,34 @@ pub fn send<T: Serialize>(fd: RawFd, msg: &T) -> Result<()> {
     }
 }
 
+/// Sends `msg` with one fd attached (SCM_RIGHTS), as `Spawned` carries the new process's pidfd.
+pub fn send_with_fd<T: Serialize>(fd: RawFd, msg: &T, pass: RawFd) -> Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(|e| SysError::new(format!("encode setup message: {e}"), libc::EINVAL))?;
+    tsbox_sys::fd::send_with_fds(fd, &bytes, &[pass]).map(|_| ())
+}
+
 /// Blocks for the next message; None when the other side closed its end.
 pub fn recv<T: for<'de> Deserialize<'de>>(fd: RawFd) -> Result<Option<T>> {
+    Ok(recv_with_fds(fd)?.map(|(msg, _)| msg))
+}
+
+/// Blocks for the next message and the fds that came with it; None when the other side
+/// closed its end.
+pub fn recv_with_fds<T: for<'de> Deserialize<'de>>(fd: RawFd) -> Result<Option<(T, Vec<OwnedFd>)>> {
     let mut buf = vec![0u8; 64 * 1024];
-    let n = loop {
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = SysError::last("recv on setup channel");
+    let mut fds = Vec::new();
+    let n = tsbox_sys::fd::recv_with_fds(fd, &mut buf, &mut fds).map_err(|e| {
         if e.errno == libc::EAGAIN {
-            return Err(SysError::new("the process being set up did not answer in time (setup deadline)", libc::ETIMEDOUT));
+            SysError::new("the process being set up did not answer in time (setup deadline)", libc::ETIMEDOUT)
+        } else {
+            e
         }
-        if e.errno != libc::EINTR {
-            return Err(e);
-        }
-    };
+    })?;
     if n == 0 {
         return Ok(None);
     }
-    serde_json::from_slice(&buf[..n]).map(Some).map_err(|e| SysError::new(format!("decode setup message: {e}"), libc::EPROTO))
+    let msg = serde_json::from_slice(&buf[..n]).map_err(|e| SysError::new(format!("decode setup message: {e}"), libc::EPROTO))?;
+    Ok(Some((msg, fds)))
 }
 
 pub fn report(fd: &OwnedFd, e: &SysError) {
