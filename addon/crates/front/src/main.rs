@@ -92,10 +92,19 @@ mod wire {
         pub payload: Vec<u8>,
     }
 
+    /// google.rpc.Status: set when the call was refused.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+    }
+
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Response {
         #[prost(message, optional, tag = "1")]
-        pub status: Option<Any>,
+        pub status: Option<Status>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -176,7 +185,7 @@ fn load_config(path: Option<&str>) -> Result<Config, String> {
             ("grouping", toml::Value::String(g)) if ["namespace", "pod", "container"].contains(&g.as_str()) => c.grouping = g.clone(),
             ("log_level", toml::Value::String(l)) if ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()) => c.log_level = l.clone(),
             ("idle_timeout", toml::Value::Integer(n)) if *n >= 0 => c.idle_timeout = *n as f64,
-            ("idle_timeout", toml::Value::Float(n)) if *n >= 0.0 => c.idle_timeout = *n,
+            ("idle_timeout", toml::Value::Float(n)) if *n >= 0.0 && n.is_finite() => c.idle_timeout = *n,
             _ => return Err(format!("tsbox config {path}: invalid setting {k} = {}", serde_json::to_string(v).unwrap_or_default())),
         }
     }
@@ -558,6 +567,7 @@ mod tests {
         refused("grouping = \"galaxy\"\n", "invalid setting grouping = \"galaxy\"");
         refused("log_level = 'loud'\n", "invalid setting log_level");
         refused("idle_timeout = -1\n", "invalid setting idle_timeout = -1");
+        refused("idle_timeout = inf\n", "invalid setting idle_timeout");
         refused("[other]\nroot = '/y'\n", "invalid setting other");
         refused("root = \n", "tsbox config ");
         let _ = std::fs::remove_file(&path);
