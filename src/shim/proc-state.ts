@@ -7,7 +7,7 @@
  *      │               │  ▲ an exit reaped while starting is held, handed back by
  *      │               │  │ started/startFailed, then reaped in order
  *      │               └──┴─startFailed─▶ created (init: may start again) / stopped (exec)
- *      ├─reaped─▶ exited (an init killed before Start)
+ *      ├─reaped─▶ exited (an init killed before Start; an exec has no exit before it starts)
  *      └─abandon─▶ stopped (never ran: an exec deleted or failed to start, a never-started init deleted)
  *
  * `exited`: the sandbox reported the exit; its TaskExit is not queued yet (an init waits
@@ -133,6 +133,8 @@ export class ProcLife<X extends { status: number }> {
       return false;
     }
     if (this.current !== 'created' && this.current !== 'running') return false;
+    // An exec that never started has no exit of its own (a stale event for a reused id).
+    if (this.current === 'created' && this.kind === 'exec') return false;
     this.go('reaped');
     this.reapedExit = exit;
     this.reapedAt = new Date();

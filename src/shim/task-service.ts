@@ -285,9 +285,10 @@ export class TaskService {
       // no record left: nothing to kill
     }
     for (const e of c.execs.values()) {
-      if (e.life.phase !== 'running') continue;
-      e.life.reaped({ container: c.id, exec: e.execId, pid: e.pid, status: 137 });
-      void this.publishExecExit(c, e, false);
+      const phase = e.life.phase;
+      if (phase !== 'running' && phase !== 'starting') continue;
+      // A starting exec's exit is held and handed back once its start settles.
+      if (e.life.reaped({ container: c.id, exec: e.execId, pid: e.pid, status: 137 })) void this.publishExecExit(c, e, false);
     }
     // Kept if the init's own exit was already reaped.
     c.init.life.reaped({ container: c.id, exec: null, pid: c.init.pid, status: 137 });
@@ -374,12 +375,14 @@ export class TaskService {
       return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: p.exitedAt };
     }
     c.conn.removeAllListeners('close'); // the sandbox is about to go: that is no loss
+    // Never started: 137, as runc-v2 says. Before the engine kills it, so the exit the
+    // sandbox then reports is a repeat and no TaskExit follows TaskDelete.
+    if (p.life.phase === 'created') p.life.abandon(137);
     try {
       await this.engine.delete(c.id, true);
     } catch (e) {
       if (!(e instanceof EngineError && e.kind === 'NotFound')) throw rpcError(e);
     }
-    if (p.life.phase === 'created') p.life.abandon(137);
     c.conn.close();
     p.io.close();
     for (const e of c.execs.values()) e.io.close();

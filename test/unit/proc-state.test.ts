@@ -65,6 +65,7 @@ describe('ProcLife transitions', () => {
       const taken = p.reaped(exit(9));
       expect([phase, taken]).toEqual([phase, phase === 'created' || phase === 'running']);
     }
+    expect(at('exec', 'created').reaped(exit(9))).toBe(false);
     const p = at('init', 'running');
     p.reaped(exit(1));
     expect(p.reaped(exit(2))).toBe(false);

@@ -41,8 +41,10 @@ class FakeEngine implements TaskEngine {
   async start(): Promise<void> {
     await this.startGate;
   }
-  exec(): Promise<{ pid: number; conn: { close(): void } }> {
-    return Promise.resolve({ pid: this.nextPid++, conn: { close: () => undefined } });
+  execGate: Promise<void> = Promise.resolve();
+  async exec(): Promise<{ pid: number; conn: { close(): void } }> {
+    await this.execGate;
+    return { pid: this.nextPid++, conn: { close: () => undefined } };
   }
   killError: Error | null = null;
   kill(): Promise<void> {
@@ -57,8 +59,11 @@ class FakeEngine implements TaskEngine {
   forgetExec(): Promise<void> {
     return Promise.resolve();
   }
-  delete(): Promise<void> {
-    return Promise.resolve();
+  /** What the sandbox does while the engine deletes (e.g. report the killed init's exit). */
+  duringDelete: () => void = () => undefined;
+  async delete(): Promise<void> {
+    this.duringDelete();
+    await settle();
   }
   ps(): Promise<number[]> {
     return Promise.resolve([]);
@@ -176,6 +181,34 @@ describe('TaskService ordering', () => {
     await started;
     await settle();
     expect(second.topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit c1']);
+  });
+
+  it("keeps an exec that was starting when the sandbox went: its exit, then the init's", async () => {
+    const { svc, engine, topics, bundle } = setup();
+    bundles.push(bundle);
+    await svc.create(createReq(bundle));
+    await svc.start(req({ id: 'c1' }));
+    await svc.exec(execReq('e1'));
+    const g = gate();
+    engine.execGate = g.promise;
+    const started = svc.start(req({ id: 'c1', execId: 'e1' }));
+    engine.conn.emit('close');
+    await settle();
+    expect(topics.filter((t) => t.startsWith('/tasks/exit'))).toEqual([]);
+    g.open();
+    await started;
+    await svc.wait(req({ id: 'c1' }), new AbortController().signal, () => undefined);
+    expect(topics.filter((t) => t.startsWith('/tasks/exit'))).toEqual(['/tasks/exit e1', '/tasks/exit c1']);
+  });
+
+  it('answers Delete of a never-started task with 137, whatever the sandbox reports meanwhile', async () => {
+    const { svc, engine, topics, bundle } = setup();
+    bundles.push(bundle);
+    await svc.create(createReq(bundle));
+    engine.duringDelete = () => engine.exit({ status: 0 });
+    expect(await svc.delete(req({ id: 'c1' }))).toMatchObject({ exitStatus: 137 });
+    await settle();
+    expect(topics).toEqual(['/tasks/create', '/tasks/delete']);
   });
 
   it('kills the execs through the cgroup when the init dies without its own pid namespace', async () => {
