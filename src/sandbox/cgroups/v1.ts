@@ -86,9 +86,11 @@ export class V1Driver extends BaseDriver {
 
   protected prepareLevel(h: Hierarchy, parent: string, dir: string): void {
     if (h.version !== 1 || !h.controllers.includes('cpuset')) return;
-    // A new v1 cpuset starts empty and nothing can join it: inherit the parent's.
+    // A new v1 cpuset starts empty and nothing can join it: inherit the parent's (a read
+    // that fails is an error here, not an empty value).
     for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-      if (readCgroupFile(dir, f).trim() === '') writeFile(path.join(dir, f), readCgroupFile(parent, f).trim(), 'linux.cgroupsPath');
+      if (fs.readFileSync(path.join(dir, f), 'utf8').trim() === '')
+        writeFile(path.join(dir, f), fs.readFileSync(path.join(parent, f), 'utf8').trim(), 'linux.cgroupsPath');
     }
   }
 
