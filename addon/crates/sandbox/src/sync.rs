@@ -67,23 +67,20 @@ pub fn pair(deadline_secs: u64) -> Result<(OwnedFd, OwnedFd)> {
 }
 
 pub fn send<T: Serialize>(fd: RawFd, msg: &T) -> Result<()> {
-    let bytes = serde_json::to_vec(msg).map_err(|e| SysError::new(format!("encode setup message: {e}"), libc::EINVAL))?;
-    loop {
-        let n = unsafe { libc::send(fd, bytes.as_ptr() as *const libc::c_void, bytes.len(), libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(());
-        }
-        let e = SysError::last("send on setup channel");
-        if e.errno != libc::EINTR {
-            return Err(e);
-        }
-    }
+    send_fds(fd, msg, &[])
 }
 
 /// Sends `msg` with one fd attached (SCM_RIGHTS), as `Spawned` carries the new process's pidfd.
 pub fn send_with_fd<T: Serialize>(fd: RawFd, msg: &T, pass: RawFd) -> Result<()> {
+    send_fds(fd, msg, &[pass])
+}
+
+fn send_fds<T: Serialize>(fd: RawFd, msg: &T, fds: &[RawFd]) -> Result<()> {
     let bytes = serde_json::to_vec(msg).map_err(|e| SysError::new(format!("encode setup message: {e}"), libc::EINVAL))?;
-    tsbox_sys::fd::send_with_fds(fd, &bytes, &[pass]).map(|_| ())
+    tsbox_sys::fd::send_with_fds(fd, &bytes, fds).map(|_| ()).map_err(|mut e| {
+        e.step = "send on setup channel".into();
+        e
+    })
 }
 
 /// Blocks for the next message; None when the other side closed its end.
