@@ -49,6 +49,8 @@ export class ParentLedger {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') keep.push(dir); // still in use
       }
     }
-    fs.writeFileSync(this.file, keep.map((d) => `${d}\n`).join(''));
+    // An empty ledger goes too: the state root keeps nothing once its last container is gone.
+    if (keep.length === 0) fs.rmSync(this.file, { force: true });
+    else fs.writeFileSync(this.file, keep.map((d) => `${d}\n`).join(''));
   }
 }
