@@ -13,13 +13,14 @@ setup:
 
 build: native ts images
 
-# The napi addon (build/native/index.node), tsbox-sandbox and the shim's native front
-# (build/bin/; bin/containerd-shim-tsbox-v2 links there).
+# The napi addon (build/native/index.node), tsbox-sandbox, the shim's native front and the
+# native `tsbox` CLI (build/bin/; bin/containerd-shim-tsbox-v2 and bin/tsbox link there).
 native:
 	$(NODE_BIN)/napi build --release --manifest-path addon/Cargo.toml -p tsbox-napi \
 		--output-dir build/native
-	cargo build --release --quiet --manifest-path addon/Cargo.toml -p tsbox-sandbox -p tsbox-shim-front
+	cargo build --release --quiet --manifest-path addon/Cargo.toml -p tsbox-sandbox -p tsbox-shim-front -p tsbox-cli
 	install -D -m 0755 addon/target/release/tsbox-sandbox build/bin/tsbox-sandbox
+	install -D -m 0755 addon/target/release/tsbox build/bin/tsbox
 	install -D -m 0755 addon/target/release/containerd-shim-tsbox-v2 build/bin/containerd-shim-tsbox-v2
 
 # Static protobuf code: nothing parses .proto files when the shim starts.
@@ -45,7 +46,7 @@ ts: proto
 	@# less: the daemon idles ~6 MB PSS smaller, the CLI starts faster. Names are kept, so
 	@# stack traces in logs stay readable.
 	$(NODE_BIN)/esbuild dist/shim/start.js --outfile=dist/bundle/shim.js $(BUNDLE_FLAGS)
-	$(NODE_BIN)/esbuild dist/cli/main.js --outfile=dist/bundle/tsbox.js $(BUNDLE_FLAGS)
+	$(NODE_BIN)/esbuild dist/cli/run.js --outfile=dist/bundle/tsbox.js $(BUNDLE_FLAGS)
 	@# The features document the shim's native front answers -info with (no Node start).
 	node -e 'process.stdout.write(JSON.stringify(require("./dist/oci/features").features(require("./package.json").version)))' > dist/features.json
 

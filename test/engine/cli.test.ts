@@ -143,6 +143,85 @@ describe('tsbox CLI', () => {
   });
 });
 
+/**
+ * bin/tsbox answers state, start, kill, ps, features and the delete of an absent container
+ * itself (addon/crates/cli); the Node CLI is the reference. Each answer is taken both ways:
+ * natively with Node made unusable (TSBOX_NODE=/bin/false), so a command that fell back
+ * would fail, and through the Node CLI (TSBOX_CLI_NODE=1).
+ */
+describe('the native CLI answers as the Node CLI does', () => {
+  type Answer = { code: number; out: unknown; err: string };
+  function answer(args: string[], env: Record<string, string>): Answer {
+    const r = spawnSync(TSBOX, ['--root', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let out: unknown = r.stdout;
+    try {
+      out = JSON.parse(r.stdout);
+    } catch {
+      // not JSON: compared as text
+    }
+    return { code: r.status ?? -1, out, err: r.stderr };
+  }
+  const native = (args: string[]) => answer(args, { TSBOX_NODE: '/bin/false' });
+  const node = (args: string[]) => answer(args, { TSBOX_CLI_NODE: '1' });
+  const same = (args: string[]) => {
+    const n = native(args);
+    expect([args, n]).toEqual([args, node(args)]);
+    return n;
+  };
+
+  it("through a container's life, and for one that does not exist", () => {
+    const b = bundle('clinative', ['sleep', '60']);
+    expect(tsboxDetached(['create', '--bundle', b.dir, b.id], b.dir)).toMatchObject({ code: 0, err: '' });
+    expect(same(['state', b.id]).out).toMatchObject({ id: b.id, status: 'created' });
+    same(['ps', '--format', 'json', b.id]);
+    same(['ps', b.id]);
+    expect(same(['features']).code).toBe(0);
+    for (const args of [
+      ['state', 'ghost'],
+      ['start', 'ghost'],
+      ['kill', 'ghost', '9'],
+      ['ps', 'ghost'],
+      ['delete', 'ghost'],
+    ]) {
+      expect(same(args)).toMatchObject({ code: 1, err: 'tsbox: container ghost does not exist\n' });
+    }
+    expect(same(['delete', '--force', 'ghost'])).toEqual({ code: 0, out: '', err: '' });
+
+    expect(native(['start', b.id])).toEqual({ code: 0, out: '', err: '' });
+    const running = same(['state', b.id]);
+    expect(running.out).toMatchObject({ status: 'running' });
+    expect(same(['start', b.id])).toMatchObject({ code: 1, err: `tsbox: cannot start container ${b.id}: it is running\n` });
+    expect(same(['ps', '--format', 'json', b.id]).out).toEqual([(running.out as { pid: number }).pid]);
+
+    expect(native(['kill', b.id, '9'])).toEqual({ code: 0, out: '', err: '' });
+    // The native state first: the Node CLI records the exit when it sees it.
+    let st: Answer;
+    do st = native(['state', b.id]);
+    while ((st.out as { status: string }).status !== 'stopped');
+    expect(st).toEqual(node(['state', b.id]));
+    expect(same(['kill', b.id, '9'])).toMatchObject({ code: 1, err: `tsbox: cannot kill container ${b.id}: container not running\n` });
+    expect(same(['start', b.id])).toMatchObject({ code: 1, err: `tsbox: cannot start container ${b.id}: it is stopped\n` });
+    expect(same(['ps', '--format', 'json', b.id]).out).toEqual([]);
+    expect(tsbox(['delete', b.id]).code).toBe(0);
+  });
+
+  it('writes its errors to --log as the Node CLI does', () => {
+    const logs = ['native', 'node'].map((w) => path.join(root, '..', `tsbox-cli-${w}-${process.pid}.log`));
+    for (const format of ['json', 'text']) {
+      native(['--log', logs[0], '--log-format', format, 'state', 'ghost']);
+      node(['--log', logs[1], '--log-format', format, 'state', 'ghost']);
+    }
+    const [n, j] = logs.map((l) => fs.readFileSync(l, 'utf8').replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, 'TIME'));
+    logs.forEach((l) => fs.rmSync(l));
+    expect(n).toBe(j);
+    expect(n.split('\n')).toEqual([
+      JSON.stringify({ level: 'error', msg: 'container ghost does not exist', time: 'TIME' }),
+      'time="TIME" level=error msg="container ghost does not exist"',
+      '',
+    ]);
+  });
+});
+
 describe('the OCI features document', () => {
   // containerd.types.RuntimeInfo as containerd 2 decodes the shim's -info answer.
   const introspection = protobuf.parse(`
