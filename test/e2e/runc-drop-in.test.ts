@@ -55,7 +55,9 @@ describe('ctr run --runc-binary bin/tsbox (the runc-v2 shim drives tsbox like ru
       expect([binary, await taskStatus(id)]).toEqual([binary, 'PAUSED']);
       expect((await ctr(['task', 'resume', id])).code).toBe(0);
       expect([binary, await taskStatus(id)]).toEqual([binary, 'RUNNING']);
-      expect((await ctr(['task', 'kill', '-s', 'KILL', id])).code).toBe(0);
+      // --all: the shim runs `kill --all`, every process of the container (docker.test.ts kills without it).
+      expect((await ctr(['task', 'exec', '-d', '--exec-id', 'e2', id, 'sleep', '600'])).code).toBe(0);
+      expect((await ctr(['task', 'kill', '-a', '-s', 'KILL', id])).code).toBe(0);
       await waitUntil(async () => (await taskStatus(id)) === 'STOPPED', `${id} stopped`);
       // Killing a stopped task: containerd answers "not found" for both.
       const again = await ctr(['task', 'kill', '-s', 'KILL', id]);

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { makeBundle, Bundle, PROJECT_ROOT } from './bundle';
-import { cgroupExists, frozen, memoryLimit } from '../cgroupfs';
+import { cgroupExists, cgroupProcs, frozen, memoryLimit } from '../cgroupfs';
 
 const TSBOX = path.join(PROJECT_ROOT, 'bin', 'tsbox');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-cli-'));
@@ -131,6 +131,20 @@ describe('tsbox CLI', () => {
     expect(tsbox(['delete', '--force', 'never-existed']).code).toBe(0);
     expect(fs.readdirSync(root).filter((f) => !f.startsWith('.'))).toEqual([]); // .sockets/ stays
     expect(fs.readdirSync(path.join(root, '.sockets'))).toEqual([]);
+  });
+
+  it('--systemd-cgroup: a slice:prefix:name cgroupsPath is the cgroupfs path systemd would give it', () => {
+    const b = bundle('clisystemd', ['sleep', '60'], (s) => {
+      // As the runc-v2 shim with SystemdCgroup = true passes it: slice:prefix:name (the id).
+      s.linux!.cgroupsPath = `tsboxtest-cli.slice:tsbox:${path.basename(s.linux!.cgroupsPath!)}`;
+    });
+    expect(tsboxDetached(['--systemd-cgroup', 'create', '--bundle', b.dir, b.id], b.dir)).toMatchObject({ code: 0, err: '' });
+    const pid = (JSON.parse(tsbox(['--systemd-cgroup', 'state', b.id]).out) as { pid: number }).pid;
+    const rel = `tsboxtest.slice/tsboxtest-cli.slice/tsbox-${b.id}.scope`;
+    expect(cgroupProcs(rel).trim()).toBe(String(pid));
+    expect(tsbox(['--systemd-cgroup', 'delete', '--force', b.id]).code).toBe(0);
+    // The slices tsbox made for it go with its last container.
+    expect(cgroupExists('tsboxtest.slice')).toBe(false);
   });
 
   it('writes errors to --log as JSON when asked', () => {
