@@ -1,5 +1,5 @@
 /** The `tsbox` OCI runtime CLI, run as a user (or containerd, or runtime-tools) runs it. */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -273,5 +273,21 @@ describe('the OCI features document', () => {
     expect(info.options.typeUrl).toBe('runtimeoptions.v1.Options');
     expect(info.features.typeUrl).toBe('types.containerd.io/opencontainers/runtime-spec/1/features/Features');
     expect(JSON.parse(Buffer.from(info.features.value, 'base64').toString())).toEqual(doc);
+  });
+
+  it("is what containerd 2's runc-v2 shim answers -info with when bin/tsbox is its runc", () => {
+    // runc.v1.Options { binary_name (6) } in an Any: what a handler with BinaryName sends.
+    const binary = Buffer.from(TSBOX);
+    const opts = Buffer.concat([Buffer.from([0x32, binary.length]), binary]);
+    const typeUrl = Buffer.from('containerd.runc.v1.Options');
+    const any = Buffer.concat([Buffer.from([0x0a, typeUrl.length]), typeUrl, Buffer.from([0x12, opts.length]), opts]);
+    const shim = path.join(execFileSync(path.join(PROJECT_ROOT, 'scripts', 'containerd2-dir'), { encoding: 'utf8' }).trim(), 'containerd-shim-runc-v2');
+    const r = spawnSync(shim, ['-info'], { input: any });
+    expect([r.status, r.stderr.toString()]).toEqual([0, '']);
+    const info = introspection.lookupType('containerd.types.RuntimeInfo').decode(r.stdout).toJSON() as { features: { value: string } };
+    const ours = JSON.parse(tsbox(['features']).out) as { linux: { seccomp: { supportedFlags?: string[] } } };
+    // The shim re-encodes the document with Go's types, whose omitempty drops an empty list.
+    if (ours.linux.seccomp.supportedFlags?.length === 0) delete ours.linux.seccomp.supportedFlags;
+    expect(JSON.parse(Buffer.from(info.features.value, 'base64').toString())).toEqual(ours);
   });
 });
