@@ -69,6 +69,14 @@ export const native = {
   setNonblocking: (fd: number, on: boolean): void => call(() => load().setNonblocking(fd, on)),
   setWinsize: (fd: number, cols: number, rows: number): void => call(() => load().setWinsize(fd, cols, rows)),
   flockTry: (fd: number): boolean => call(() => load().flockTry(fd)),
+  releaseCgroupParents: (ledger: string, leaves: string[]): void => call(() => load().releaseCgroupParents(ledger, leaves)),
+  removeCgroupDirs: async (created: string[]): Promise<string[]> => {
+    try {
+      return await load().removeCgroupDirs(created);
+    } catch (e) {
+      throw nodeError(e);
+    }
+  },
   flockExclusive: async (fd: number): Promise<void> => {
     try {
       await load().flockExclusive(fd);

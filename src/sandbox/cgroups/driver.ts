@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import type { Resources } from '../../oci/spec';
 import type { CgroupView } from '../../oci/plan';
 import type { Stats } from './stats';
-import { type CgroupRecord, type Hierarchy, mkdirs, rmdirRetry } from './layout';
+import { native } from '../../native/addon';
+import { type CgroupRecord, type Hierarchy, mkdirs } from './layout';
 
 export interface CgroupDriver {
   readonly version: 1 | 2;
@@ -83,12 +84,8 @@ export abstract class BaseDriver implements CgroupDriver {
     }
   }
 
-  /** A directory still busy (processes exiting) is retried. */
-  async remove(rec: CgroupRecord): Promise<string[]> {
-    const left: string[] = [];
-    for (const dir of [...rec.created].reverse()) {
-      if (!(await rmdirRetry(dir))) left.push(dir);
-    }
-    return left;
+  /** A directory still busy (processes exiting) is retried (the native CLI's delete does the same). */
+  remove(rec: CgroupRecord): Promise<string[]> {
+    return native.removeCgroupDirs(rec.created);
   }
 }

@@ -127,22 +127,6 @@ export function mkdirs(mountpoint: string, dir: string, created: string[], prepa
   }
 }
 
-/** rmdir, retried while the kernel still counts exiting tasks in the cgroup (EBUSY). */
-export async function rmdirRetry(dir: string): Promise<boolean> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    try {
-      fs.rmdirSync(dir);
-      return true;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return true;
-      if (code !== 'EBUSY') return false; // ENOTEMPTY: another container's cgroup lives below
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-  return false;
-}
-
 /** Writes `value` until `done()` says the kernel got there (freezing takes a while). */
 export async function writeUntil(file: string, value: string, done: () => boolean, what: string): Promise<void> {
   for (let attempt = 0; attempt < 1000; attempt++) {

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { native } from '../../native/addon';
 import { EngineError } from '../errors';
 import type { CgroupRecord } from './layout';
 
@@ -26,31 +27,11 @@ export class ParentLedger {
     }
   }
 
-  /** After `rec`'s own directories are gone: removes the recorded parents above it that nothing uses any more. */
+  /** After `rec`'s own directories are gone: removes the recorded parents above it that nothing uses any more (the native CLI's delete does the same). */
   release(rec: CgroupRecord): void {
-    let ledger: string[];
-    try {
-      ledger = [...new Set(fs.readFileSync(this.file, 'utf8').split('\n').filter(Boolean))];
-    } catch {
-      // No ledger: this engine never created a parent cgroup.
-      return;
-    }
-    const above = (d: string) => rec.dirs.some((leaf) => leaf.dir.startsWith(`${d}/`));
-    const keep: string[] = [];
-    // Deepest first: a parent can only go once its children have.
-    for (const dir of ledger.sort((a, b) => b.length - a.length)) {
-      if (!above(dir)) {
-        keep.push(dir);
-        continue;
-      }
-      try {
-        fs.rmdirSync(dir);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') keep.push(dir); // still in use
-      }
-    }
-    // An empty ledger goes too: the state root keeps nothing once its last container is gone.
-    if (keep.length === 0) fs.rmSync(this.file, { force: true });
-    else fs.writeFileSync(this.file, keep.map((d) => `${d}\n`).join(''));
+    native.releaseCgroupParents(
+      this.file,
+      rec.dirs.map((d) => d.dir),
+    );
   }
 }

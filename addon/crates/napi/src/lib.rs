@@ -200,3 +200,34 @@ impl Task for FlockTask {
 pub fn flock_exclusive(fd: i32) -> AsyncTask<FlockTask> {
     AsyncTask::new(FlockTask { fd })
 }
+
+pub struct RemoveCgroupTask {
+    created: Vec<String>,
+}
+
+impl Task for RemoveCgroupTask {
+    type Output = Vec<String>;
+    type JsValue = Vec<String>;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        Ok(tsbox_sys::cgroup_teardown::remove_dirs(&self.created))
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
+        Ok(output)
+    }
+}
+
+/// Removes the cgroup directories a create made (deepest last in `created`), retrying busy
+/// ones on a libuv worker thread; resolves with those that could not be removed.
+#[napi(ts_return_type = "Promise<string[]>")]
+pub fn remove_cgroup_dirs(created: Vec<String>) -> AsyncTask<RemoveCgroupTask> {
+    AsyncTask::new(RemoveCgroupTask { created })
+}
+
+/// Removes the ledger's parent cgroups above `leaves` that nothing uses any more.
+#[napi]
+pub fn release_cgroup_parents(ledger: String, leaves: Vec<String>) -> Result<()> {
+    tsbox_sys::cgroup_teardown::release_parents(std::path::Path::new(&ledger), &leaves)
+        .map_err(|e| js_err(SysError::new(format!("release the parent cgroups in {ledger}"), e.raw_os_error().unwrap_or(libc::EIO))))
+}

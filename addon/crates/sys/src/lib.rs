@@ -4,6 +4,7 @@
 //! failed (what tsbox was trying to do, in words an operator can act on), the errno, and
 //! where it applies the spec field that asked for it.
 
+pub mod cgroup_teardown;
 pub mod devices;
 pub mod fd;
 pub mod sys;
