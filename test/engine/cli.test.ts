@@ -8,6 +8,15 @@ import { makeBundle, Bundle, PROJECT_ROOT } from './bundle';
 import { cgroupExists, cgroupProcs, frozen, memoryLimit } from '../cgroupfs';
 
 const TSBOX = path.join(PROJECT_ROOT, 'bin', 'tsbox');
+
+/** A process that exists and is not a zombie (an exited sandbox may wait for its reaper). */
+function alive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tsbox-cli-'));
 const bundles: Bundle[] = [];
 
@@ -158,10 +167,10 @@ describe('tsbox CLI', () => {
 });
 
 /**
- * bin/tsbox answers state, start, kill, ps, features and the delete of an absent container
- * itself (addon/crates/cli); the Node CLI is the reference. Each answer is taken both ways:
- * natively with Node made unusable (TSBOX_NODE=/bin/false), so a command that fell back
- * would fail, and through the Node CLI (TSBOX_CLI_NODE=1).
+ * bin/tsbox answers state, start, kill, ps, delete and features itself (addon/crates/cli);
+ * the Node CLI is the reference. Each answer is taken both ways: natively with Node made
+ * unusable (TSBOX_NODE=/bin/false), so a command that fell back would fail, and through
+ * the Node CLI (TSBOX_CLI_NODE=1).
  */
 describe('the native CLI answers as the Node CLI does', () => {
   type Answer = { code: number; out: unknown; err: string };
@@ -175,6 +184,13 @@ describe('the native CLI answers as the Node CLI does', () => {
     }
     return { code: r.status ?? -1, out, err: r.stderr };
   }
+  const readRecord = (id: string) => JSON.parse(fs.readFileSync(path.join(root, id, 'meta.json'), 'utf8')) as { sandboxPid: number };
+  /** What a delete may leave: the state directory, the cgroup, a live tsbox-sandbox. */
+  const leftFor = (id: string, sandboxPid: number) => ({
+    state: fs.existsSync(path.join(root, id)),
+    cgroup: cgroupExists(`tsbox-test/${id}`),
+    sandbox: alive(sandboxPid),
+  });
   const native = (args: string[]) => answer(args, { TSBOX_NODE: '/bin/false' });
   const node = (args: string[]) => answer(args, { TSBOX_CLI_NODE: '1' });
   const same = (args: string[]) => {
@@ -216,7 +232,23 @@ describe('the native CLI answers as the Node CLI does', () => {
     expect(same(['kill', b.id, '9'])).toMatchObject({ code: 1, err: `tsbox: cannot kill container ${b.id}: container not running\n` });
     expect(same(['start', b.id])).toMatchObject({ code: 1, err: `tsbox: cannot start container ${b.id}: it is stopped\n` });
     expect(same(['ps', '--format', 'json', b.id]).out).toEqual([]);
-    expect(tsbox(['delete', b.id]).code).toBe(0);
+    const sandboxPid = readRecord(b.id).sandboxPid;
+    expect(native(['delete', b.id])).toEqual({ code: 0, out: '', err: '' });
+    expect(leftFor(b.id, sandboxPid)).toEqual({ state: false, cgroup: false, sandbox: false });
+  });
+
+  it('deletes a created container, and a running one only with --force, leaving nothing', () => {
+    for (const start of [false, true]) {
+      const b = bundle('clinatdel', ['sleep', '60']);
+      expect(tsboxDetached(['create', '--bundle', b.dir, b.id], b.dir)).toMatchObject({ code: 0, err: '' });
+      if (start) {
+        expect(native(['start', b.id]).code).toBe(0);
+        expect(same(['delete', b.id])).toMatchObject({ code: 1, err: `tsbox: cannot delete container ${b.id}: it is running (use force)\n` });
+      }
+      const sandboxPid = readRecord(b.id).sandboxPid;
+      expect(native(['delete', ...(start ? ['--force'] : []), b.id])).toEqual({ code: 0, out: '', err: '' });
+      expect([start, leftFor(b.id, sandboxPid)]).toEqual([start, { state: false, cgroup: false, sandbox: false }]);
+    }
   });
 
   it('writes its errors to --log as the Node CLI does', () => {

@@ -1,10 +1,9 @@
 //! `tsbox`, the OCI runtime command line. runc-compatible callers (containerd's runc-v2
 //! shim, Docker) run it several times per container, so `state`, `start`, `kill`, `ps`,
-//! `features` and `delete` of a container that does not exist are answered here, from the
-//! engine's record of the container and its tsbox-sandbox, without starting Node (~60 ms
-//! per command on a small host). Everything else, and the cases that need the engine
-//! (poststart hooks, `kill --all`, a paused container, signal names, any flag not known
-//! here), is handed to the Node CLI (src/cli/main.ts) by exec with the same arguments:
+//! `delete` and `features` are answered here, from the engine's record of the container
+//! and its tsbox-sandbox, without starting Node (~60 ms per command on a small host).
+//! Everything else (create, exec), and the cases that need the engine (hooks, `kill --all`,
+//! a paused container, signal names, any flag not known here), is handed to the Node CLI (src/cli/main.ts) by exec with the same arguments:
 //! that CLI is the reference, and a test runs each command both ways and compares.
 
 use serde::{Deserialize, Serialize};
@@ -53,7 +52,7 @@ fn main() -> ExitCode {
         "kill" => kill(&global, rest),
         "ps" => ps(&global, rest),
         "features" => features(rest),
-        "delete" => delete_absent(&global, rest),
+        "delete" => delete(&global, rest),
         _ => Err(Fail::Node),
     };
     match answered {
@@ -141,6 +140,8 @@ struct Record {
 #[derive(Deserialize)]
 struct CgroupRecord {
     dirs: Vec<CgroupDir>,
+    /// Directories its create made, parents included, deepest last.
+    created: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -179,8 +180,8 @@ fn current_status(l: &Loaded) -> Res<String> {
     if r.status == "stopped" || !same_process(r.sandbox_pid, r.sandbox_start_time.as_deref()) {
         return Ok("stopped".into());
     }
-    let Ok(conn) = UnixStream::connect(&r.socket) else { return Ok("stopped".into()) };
-    let st = ask(conn, json!({ "op": "state" }))?;
+    let Ok(mut conn) = Conn::open(&r.socket) else { return Ok("stopped".into()) };
+    let st = conn.ask(json!({ "op": "state" }))?;
     match st["containers"][&r.id]["status"].as_str() {
         None | Some("stopped") => Ok("stopped".into()),
         Some(_) => Ok(r.status.clone()),
@@ -197,31 +198,56 @@ fn same_process(pid: i64, recorded: Option<&str>) -> bool {
     pid > 0 && recorded.is_some() && start_time(pid).as_deref() == recorded
 }
 
-/// One request on a sandbox's control socket (a JSON line each way; exit and oom events
-/// that other requests caused are skipped).
-fn ask(conn: UnixStream, op: Value) -> Res<Value> {
-    let mut req = op;
-    req["id"] = json!(1);
-    req["fds"] = json!(0);
-    let broken = |e: std::io::Error| Fail::Error(format!("tsbox-sandbox control socket: {e}"));
-    conn.set_read_timeout(Some(Duration::from_secs(60))).map_err(broken)?;
-    (&conn).write_all(format!("{req}\n").as_bytes()).map_err(broken)?;
-    let mut lines = BufReader::new(&conn);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).map_err(broken)? == 0 {
-            return err("tsbox-sandbox closed its control socket");
-        }
-        let Ok(msg) = serde_json::from_str::<Value>(&line) else { continue };
-        if msg["id"] != json!(1) {
-            continue;
-        }
-        if let Some(e) = msg.get("err").filter(|e| !e.is_null()) {
-            return err(e["message"].as_str().unwrap_or("tsbox-sandbox refused the request").to_string());
-        }
-        return Ok(msg["ok"].clone());
+/// A connection to a sandbox's control socket: a JSON line each way per request; exit and
+/// oom events that other requests caused are skipped.
+struct Conn {
+    lines: BufReader<UnixStream>,
+    next: u64,
+}
+
+impl Conn {
+    fn open(socket: &str) -> std::io::Result<Conn> {
+        let s = UnixStream::connect(socket)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Conn { lines: BufReader::new(s), next: 1 })
     }
+
+    fn ask(&mut self, op: Value) -> Res<Value> {
+        let id = self.next;
+        self.next += 1;
+        let mut req = op;
+        req["id"] = json!(id);
+        req["fds"] = json!(0);
+        let broken = |e: std::io::Error| Fail::Error(format!("tsbox-sandbox control socket: {e}"));
+        self.lines.get_ref().write_all(format!("{req}\n").as_bytes()).map_err(broken)?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.lines.read_line(&mut line).map_err(broken)? == 0 {
+                return err("tsbox-sandbox closed its control socket");
+            }
+            let Ok(msg) = serde_json::from_str::<Value>(&line) else { continue };
+            if msg["id"] != json!(id) {
+                continue;
+            }
+            if let Some(e) = msg.get("err").filter(|e| !e.is_null()) {
+                return err(e["message"].as_str().unwrap_or("tsbox-sandbox refused the request").to_string());
+            }
+            return Ok(msg["ok"].clone());
+        }
+    }
+
+    /// Asks the sandbox to exit and waits until it has closed the connection.
+    fn shutdown(mut self) -> Res<()> {
+        let _ = self.ask(json!({ "op": "shutdown" }));
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut self.lines, &mut rest).map_err(|e| Fail::Error(format!("tsbox-sandbox control socket: {e}")))?;
+        Ok(())
+    }
+}
+
+fn connect(l: &Loaded) -> Res<Conn> {
+    Conn::open(&l.rec.socket).map_err(|e| Fail::Error(format!("connect to the sandbox of container {}: {e}", l.rec.id)))
 }
 
 /// The container's flock, as the engine takes it; released when dropped.
@@ -303,8 +329,7 @@ fn start(g: &Global, rest: &[String]) -> Res<()> {
     if status != "created" {
         return err(format!("cannot start container {id}: it is {status}"));
     }
-    let conn = UnixStream::connect(&l.rec.socket).map_err(|e| Fail::Error(format!("connect to the sandbox of container {id}: {e}")))?;
-    ask(conn, json!({ "op": "start", "container": id }))?;
+    connect(&l)?.ask(json!({ "op": "start", "container": id }))?;
     l.raw["status"] = json!("running");
     write_record(g, &l)
 }
@@ -329,8 +354,7 @@ fn kill(g: &Global, rest: &[String]) -> Res<()> {
         "stopped" => return err(format!("cannot kill container {id}: container not running")),
         other => return err(format!("cannot kill container {id}: it is {other}")),
     }
-    let conn = UnixStream::connect(&l.rec.socket).map_err(|e| Fail::Error(format!("connect to the sandbox of container {id}: {e}")))?;
-    ask(conn, json!({ "op": "signal", "container": id, "signal": signal }))?;
+    connect(&l)?.ask(json!({ "op": "signal", "container": id, "signal": signal }))?;
     Ok(())
 }
 
@@ -363,24 +387,71 @@ fn ps(g: &Global, rest: &[String]) -> Res<()> {
     Ok(())
 }
 
-/// `delete` of a container that does not exist (the runc-v2 shim's second, forced delete
-/// of every container): nothing to do with --force, NotFound without. A container that
-/// exists is torn down by the engine (cgroups, hooks, the parent ledger).
-fn delete_absent(g: &Global, rest: &[String]) -> Res<()> {
+/// Whether the bundle's spec has hooks of `kind`; None when its config.json cannot be read.
+fn hooks(bundle: &str, kind: &str) -> Option<bool> {
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(bundle).join("config.json")).ok()?).ok()?;
+    Some(spec["hooks"][kind].as_array().is_some_and(|h| !h.is_empty()))
+}
+
+/// SIGKILL to every process in the container's cgroup.
+fn kill_cgroup(l: &Loaded) {
+    let Some(dir) = l.rec.cgroup.as_ref().and_then(|c| c.dirs.first()) else { return };
+    let procs = std::fs::read_to_string(Path::new(&dir.dir).join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// `delete [--force] ID`, as the engine's delete (src/sandbox/engine.ts: teardown): the
+/// container's processes killed, its sandbox told to forget it and exit, the socket, the
+/// cgroup and the parents only it used removed, then its state directory. A container
+/// that does not exist: nothing to do with --force, NotFound without. The engine's part:
+/// poststop hooks, a paused or half-created container, a record it cannot read.
+fn delete(g: &Global, rest: &[String]) -> Res<()> {
     let (force, id) = match rest {
         [f, id] if f == "--force" || f == "-f" => (true, id),
         [id] => (false, id),
         _ => return Err(Fail::Node),
     };
     let id = valid_id(id)?;
-    if Path::new(&g.root).join(id).exists() {
+    if !Path::new(&g.root).join(id).exists() {
+        return if force { Ok(()) } else { err(format!("container {id} does not exist")) };
+    }
+    // A spec that cannot be read has no hooks left to run, for the engine too.
+    if hooks(&read_record(g, id)?.rec.bundle, "poststop").unwrap_or(false) {
         return Err(Fail::Node);
     }
-    if force {
-        Ok(())
-    } else {
-        err(format!("container {id} does not exist"))
+    let lock = lock(g, id)?;
+    let l = read_record(g, id)?;
+    match current_status(&l)?.as_str() {
+        "created" | "stopped" => {}
+        "running" if force => {}
+        "running" => return err(format!("cannot delete container {id}: it is running (use force)")),
+        _ => return Err(Fail::Node),
     }
+    let r = &l.rec;
+    if same_process(r.sandbox_pid, r.sandbox_start_time.as_deref()) {
+        let told = connect(&l).and_then(|mut c| {
+            kill_cgroup(&l);
+            let _ = c.ask(json!({ "op": "forget", "container": id }));
+            c.shutdown()
+        });
+        if told.is_err() {
+            // A sandbox that does not answer is killed, and its containers with it.
+            unsafe { libc::kill(r.sandbox_pid as i32, libc::SIGKILL) };
+        }
+    }
+    let _ = std::fs::remove_file(&r.socket);
+    if let Some(cg) = &r.cgroup {
+        kill_cgroup(&l);
+        // What stays (another container's cgroup below) is left, as the engine leaves it.
+        tsbox_sys::cgroup_teardown::remove_dirs(&cg.created);
+        let leaves: Vec<String> = cg.dirs.iter().map(|d| d.dir.clone()).collect();
+        tsbox_sys::cgroup_teardown::release_parents(&Path::new(&g.root).join(".cgroup-parents"), &leaves)
+            .map_err(|e| Fail::Error(format!("release the parent cgroups of container {id}: {e}")))?;
+    }
+    drop(lock);
+    std::fs::remove_dir_all(Path::new(&g.root).join(id)).map_err(|e| Fail::Error(format!("remove the state of container {id}: {e}")))
 }
 
 /// The OCI features document, written by `make build` from the tables the spec → plan
