@@ -12,6 +12,7 @@ import { features } from '../oci/features';
 import { parseSignal } from '../oci/linux';
 import type { Process, Spec } from '../oci/spec';
 import { boolFlag, flag, FlagSpec, parseArgs, Parsed, UsageError } from './args';
+import { formatTop, top, type TopRow } from './top';
 
 const VERSION = '0.1.0';
 
@@ -68,6 +69,7 @@ commands:
   resume ID
   update --resources FILE|- ID
   exec [--tty] [--detach] [--process FILE | [--env K=V] [--cwd DIR] [--user UID[:GID]] ID -- ARGS...]
+  top [--json | --once] [--interval SECONDS]   every container under the root, all namespaces
   features
 `;
 
@@ -199,6 +201,31 @@ class Cli {
     }
   }
 
+  /** One table (or JSON) for scripts; refreshed like top(1) when stdout is a terminal. */
+  async top(p: Parsed): Promise<number> {
+    if (p.positional.length) throw new UsageError('top takes no container id: it shows every container under --root');
+    const root = this.engine.store.root;
+    if (boolFlag(p, 'json')) {
+      process.stdout.write(`${JSON.stringify(await top(root), null, 2)}\n`);
+      return 0;
+    }
+    if (boolFlag(p, 'once') || !process.stdout.isTTY) {
+      process.stdout.write(formatTop(await top(root)));
+      return 0;
+    }
+    const interval = Number(flag(p, 'interval') ?? 2);
+    if (!(interval > 0)) throw new UsageError(`--interval ${flag(p, 'interval')}: not a positive number of seconds`);
+    let previous: { rows: TopRow[]; at: number } | undefined;
+    for (;;) {
+      const at = Date.now();
+      const rows = await top(root, undefined, at);
+      const head = `tsbox top - ${new Date(at).toISOString()} - ${root} - ${rows.length} containers, ${rows.filter((r) => r.status === 'running').length} running\n\n`;
+      process.stdout.write(`\x1b[H\x1b[2J${head}${formatTop(rows, previous && { rows: previous.rows, elapsed: (at - previous.at) / 1000 })}`);
+      previous = { rows, at };
+      await new Promise((r) => setTimeout(r, interval * 1000));
+    }
+  }
+
   async dispatch(cmd: string, argv: string[]): Promise<number> {
     switch (cmd) {
       case 'create':
@@ -306,6 +333,8 @@ class Cli {
         await this.engine.update(id, resources);
         return 0;
       }
+      case 'top':
+        return this.top(parseArgs(argv, [{ names: ['json'], bool: true }, { names: ['once'], bool: true }, { names: ['interval', 'n'] }], false));
       case 'features':
         parseArgs(argv, [], false);
         process.stdout.write(`${JSON.stringify(features(VERSION), null, 2)}\n`);

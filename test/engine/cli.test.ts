@@ -156,6 +156,17 @@ describe('tsbox CLI', () => {
     expect(cgroupExists('tsboxtest.slice')).toBe(false);
   });
 
+  it('top shows the containers the CLI made, with no namespace', () => {
+    const b = bundle('clitop', ['sleep', '60']);
+    expect(tsboxDetached(['create', '--bundle', b.dir, b.id], b.dir)).toMatchObject({ code: 0, err: '' });
+    const pid = (JSON.parse(tsbox(['state', b.id]).out) as { pid: number }).pid;
+    const top = tsbox(['top', '--json']);
+    expect(JSON.parse(top.out)).toEqual([
+      expect.objectContaining({ namespace: '', id: b.id, status: 'created', pid, cgroup: `/tsbox-test/${b.id}`, execs: 0 }),
+    ]);
+    expect(tsbox(['delete', '--force', b.id]).code).toBe(0);
+  });
+
   it('writes errors to --log as JSON when asked', () => {
     const log = path.join(root, '..', `tsbox-cli-log-${process.pid}.json`);
     const r = spawnSync(TSBOX, ['--root', root, '--log', log, '--log-format', 'json', 'state', 'ghost'], { encoding: 'utf8' });
