@@ -6,24 +6,11 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { TopRow as Row } from '../../src/cli/top';
 import { ctr, PROJECT_ROOT, removeTask, rig, shimDaemons, taskPid, taskStatus, uniqueId, waitUntil } from '../rig/rig';
 
 const IMAGE = 'localhost/busybox:latest';
 const TSBOX = path.join(PROJECT_ROOT, 'bin', 'tsbox');
-
-interface Row {
-  namespace: string;
-  id: string;
-  status: string;
-  pid: number | null;
-  sandboxPid: number | null;
-  daemonPid: number | null;
-  cgroup: string | null;
-  memoryBytes: number | null;
-  cpuSeconds: number | null;
-  uptimeSeconds: number;
-  execs: number;
-}
 
 function tsboxTop(args: string[]): { code: number; out: string; err: string } {
   const r = spawnSync(TSBOX, ['--root', path.join(rig().dir, 'tsbox'), 'top', ...args], { encoding: 'utf8' });
