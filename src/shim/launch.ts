@@ -18,6 +18,8 @@ export interface ShimConfig {
    * next container of its group does not pay for a new daemon. 0 exits at once.
    */
   idleTimeout: number;
+  /** The operator's policy module (src/shim/policy.ts); "" for none. */
+  policy: string;
 }
 
 export interface Launch {
@@ -60,6 +62,8 @@ export function readLaunch(json: string | undefined): Launch {
   if (typeof top.debug !== 'boolean') throw new Error(`$TSBOX_SHIM: invalid debug ${JSON.stringify(top.debug)}`);
   const root = str(cfg, 'root');
   if (!root.startsWith('/')) throw new Error(`$TSBOX_SHIM: invalid root ${JSON.stringify(root)}`);
+  const policy = str(cfg, 'policy');
+  if (policy !== '' && !policy.startsWith('/')) throw new Error(`$TSBOX_SHIM: invalid policy ${JSON.stringify(policy)}`);
   return {
     action: str(top, 'action', ['serve', 'delete']) as Launch['action'],
     namespace: str(top, 'namespace'),
@@ -68,6 +72,6 @@ export function readLaunch(json: string | undefined): Launch {
     bundle: str(top, 'bundle'),
     socket: str(top, 'socket'),
     debug: top.debug,
-    config: { root, grouping: str(cfg, 'grouping', GROUPINGS) as Grouping, logLevel: str(cfg, 'logLevel', LEVELS) as LogLevel, idleTimeout },
+    config: { root, grouping: str(cfg, 'grouping', GROUPINGS) as Grouping, logLevel: str(cfg, 'logLevel', LEVELS) as LogLevel, idleTimeout, policy },
   };
 }

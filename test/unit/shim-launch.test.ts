@@ -36,7 +36,7 @@ describe('the daemon code launch', () => {
       bundle,
       socket: '',
       debug: true,
-      config: { root: '/run/tsbox/containerd', grouping: 'namespace', logLevel: 'info', idleTimeout: 10 },
+      config: { root: '/run/tsbox/containerd', grouping: 'namespace', logLevel: 'info', idleTimeout: 10, policy: '' },
     });
   });
 
@@ -55,7 +55,7 @@ describe('the daemon code launch', () => {
       bundle: '',
       socket: '/s',
       debug: false,
-      config: { root: '/r', grouping: 'pod', logLevel: 'warn', idleTimeout: 0.5 },
+      config: { root: '/r', grouping: 'pod', logLevel: 'warn', idleTimeout: 0.5, policy: '/etc/tsbox/policy.js' },
     };
     expect(readLaunch(JSON.stringify(good))).toEqual(good);
     expect(() => readLaunch(undefined)).toThrow('$TSBOX_SHIM is not set');
@@ -64,6 +64,7 @@ describe('the daemon code launch', () => {
     expect(() => readLaunch(JSON.stringify({ ...good, config: { ...good.config, grouping: 'galaxy' } }))).toThrow('invalid grouping "galaxy"');
     expect(() => readLaunch(JSON.stringify({ ...good, config: { ...good.config, idleTimeout: -1 } }))).toThrow('invalid idleTimeout -1');
     expect(() => readLaunch(JSON.stringify({ ...good, config: { ...good.config, root: 'rel' } }))).toThrow('invalid root "rel"');
+    expect(() => readLaunch(JSON.stringify({ ...good, config: { ...good.config, policy: 'p.js' } }))).toThrow('invalid policy "p.js"');
     expect(() => readLaunch(JSON.stringify({ ...good, config: undefined }))).toThrow('config must be an object');
   });
 });

@@ -165,11 +165,13 @@ struct Config {
     grouping: String,
     log_level: String,
     idle_timeout: f64,
+    /// The operator's policy module (src/shim/policy.ts); "" for none.
+    policy: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { root: DEFAULT_ROOT.into(), grouping: "namespace".into(), log_level: "info".into(), idle_timeout: 10.0 }
+        Config { root: DEFAULT_ROOT.into(), grouping: "namespace".into(), log_level: "info".into(), idle_timeout: 10.0, policy: String::new() }
     }
 }
 
@@ -186,6 +188,7 @@ fn load_config(path: Option<&str>) -> Result<Config, String> {
             ("log_level", toml::Value::String(l)) if ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()) => c.log_level = l.clone(),
             ("idle_timeout", toml::Value::Integer(n)) if *n >= 0 => c.idle_timeout = *n as f64,
             ("idle_timeout", toml::Value::Float(n)) if *n >= 0.0 && n.is_finite() => c.idle_timeout = *n,
+            ("policy", toml::Value::String(p)) if p.starts_with('/') => c.policy = p.clone(),
             _ => return Err(format!("tsbox config {path}: invalid setting {k} = {}", serde_json::to_string(v).unwrap_or_default())),
         }
     }
@@ -202,7 +205,7 @@ fn launch(flags: &Flags, action: &str, socket: &Path, cfg: &Config) -> String {
         "bundle": flags.bundle,
         "socket": socket.to_string_lossy(),
         "debug": flags.debug,
-        "config": { "root": cfg.root, "grouping": cfg.grouping, "logLevel": cfg.log_level, "idleTimeout": cfg.idle_timeout },
+        "config": { "root": cfg.root, "grouping": cfg.grouping, "logLevel": cfg.log_level, "idleTimeout": cfg.idle_timeout, "policy": cfg.policy },
     })
     .to_string()
 }
@@ -223,7 +226,8 @@ fn group_key(cfg: &Config, flags: &Flags, bundle: &Path) -> String {
 }
 
 fn daemon_socket(cfg: &Config, flags: &Flags, group: &str) -> PathBuf {
-    let hash = Sha256::digest(format!("{}\0{}\0{}", flags.address, flags.namespace, group).as_bytes());
+    // Containers under another policy get a daemon of their own: it is a daemon's setting.
+    let hash = Sha256::digest(format!("{}\0{}\0{}\0{}", flags.address, flags.namespace, group, cfg.policy).as_bytes());
     let hex: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
     Path::new(&cfg.root).join("s").join(hex)
 }
@@ -559,8 +563,8 @@ mod tests {
             load_config(path.to_str())
         };
         // Single quotes, comments, integers and floats: TOML.
-        let full = Config { root: "/x".into(), grouping: "pod".into(), log_level: "debug".into(), idle_timeout: 1.0 };
-        assert_eq!(load("root = '/x' # here\ngrouping = \"pod\"\nlog_level = 'debug'\nidle_timeout = 1\n"), Ok(full));
+        let full = Config { root: "/x".into(), grouping: "pod".into(), log_level: "debug".into(), idle_timeout: 1.0, policy: "/p.js".into() };
+        assert_eq!(load("root = '/x' # here\ngrouping = \"pod\"\nlog_level = 'debug'\nidle_timeout = 1\npolicy = '/p.js'\n"), Ok(full));
         assert_eq!(load("idle_timeout = 0.5\n").map(|c| c.idle_timeout), Ok(0.5));
         let refused = |text: &str, what: &str| assert!(load(text).is_err_and(|e| e.contains(what)), "{text}");
         refused("root = 'relative'\n", "invalid setting root = \"relative\"");
@@ -568,6 +572,7 @@ mod tests {
         refused("log_level = 'loud'\n", "invalid setting log_level");
         refused("idle_timeout = -1\n", "invalid setting idle_timeout = -1");
         refused("idle_timeout = inf\n", "invalid setting idle_timeout");
+        refused("policy = 'p.js'\n", "invalid setting policy");
         refused("[other]\nroot = '/y'\n", "invalid setting other");
         refused("root = \n", "tsbox config ");
         let _ = std::fs::remove_file(&path);
@@ -583,7 +588,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"action": "serve", "namespace": "ns", "id": "c1", "address": "/a", "bundle": "/b", "socket": "/s", "debug": true,
-                "config": {"root": DEFAULT_ROOT, "grouping": "namespace", "logLevel": "info", "idleTimeout": 10.0}})
+                "config": {"root": DEFAULT_ROOT, "grouping": "namespace", "logLevel": "info", "idleTimeout": 10.0, "policy": ""}})
         );
     }
 
