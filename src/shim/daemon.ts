@@ -12,6 +12,7 @@ import { Engine } from '../sandbox/engine';
 import { native } from '../native/addon';
 import { EventPublisher } from './events';
 import type { Launch } from './launch';
+import { Policy } from './policy';
 import { TASK_SERVICE, TaskService } from './task-service';
 
 /** tsbox's private service on the daemon socket, called by the native `start`. */
@@ -179,13 +180,20 @@ export async function serve(flags: Launch): Promise<void> {
       reservations.delete(id);
     };
     let lingering: NodeJS.Timeout | undefined;
-    const service: TaskService = new TaskService(engine, events, flags.namespace, log, {
-      idle: () => {
-        clearTimeout(lingering);
-        lingering = setTimeout(() => void maybeExit('last task deleted and Shutdown received'), cfg.idleTimeout * 1000);
+    const service: TaskService = new TaskService(
+      engine,
+      events,
+      flags.namespace,
+      log,
+      {
+        idle: () => {
+          clearTimeout(lingering);
+          lingering = setTimeout(() => void maybeExit('last task deleted and Shutdown received'), cfg.idleTimeout * 1000);
+        },
+        created: release,
       },
-      created: release,
-    });
+      cfg.policy ? new Policy(cfg.policy) : null,
+    );
     server.register(SHIM_SERVICE, {
       Reserve: (payload) => {
         if (closing) throw RpcError.unavailable('shim daemon is exiting');

@@ -21,6 +21,7 @@ import type { ExitEvent } from '../sandbox/sandbox-process';
 import type { Process, Resources, Spec } from '../oci/spec';
 import { EventPublisher } from './events';
 import { ProcessIO } from './io';
+import type { Policy } from './policy';
 import { ProcLife, type Verdict } from './proc-state';
 import { mountRootfs, unmountRootfs } from './rootfs';
 
@@ -127,6 +128,7 @@ export class TaskService {
     private readonly namespace: string,
     private readonly log: Logger,
     private readonly hooks: { idle(): void; created(id: string): void },
+    private readonly policy: Policy | null = null,
   ) {}
 
   /** Execs the daemon still tracks, across its containers. */
@@ -179,6 +181,7 @@ export class TaskService {
     let created = false;
     let conn: SandboxEvents | null = null;
     try {
+      if (this.policy) await this.applyPolicy(id, path.join(bundle, 'config.json'), this.policy);
       io = await ProcessIO.open({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, { id, namespace: this.namespace });
       const rec = await this.engine.create(id, bundle, { stdio: io.containerFds });
       created = true;
@@ -213,6 +216,16 @@ export class TaskService {
       if (req.rootfs.length > 0) unmountRootfs(rootfs);
       throw rpcError(e);
     }
+  }
+
+  /** The policy sees the bundle's spec first; a changed spec replaces it before anything reads it. */
+  private async applyPolicy(id: string, file: string, policy: Policy): Promise<void> {
+    const spec = JSON.parse(fs.readFileSync(file, 'utf8')) as Spec;
+    const allowed = await policy.container(this.namespace, id, spec);
+    if (allowed === spec) return;
+    this.log.info({ id, policy: policy.file }, 'policy changed the spec');
+    fs.writeFileSync(`${file}.policy`, JSON.stringify(allowed));
+    fs.renameSync(`${file}.policy`, file);
   }
 
   async start(req: containerd.task.v2.StartRequest): Promise<containerd.task.v2.IStartResponse> {
@@ -427,11 +440,13 @@ export class TaskService {
     } catch (e) {
       throw RpcError.invalidArgument(`exec spec is not valid JSON: ${(e as Error).message}`);
     }
-    spec.terminal = req.terminal;
     // Reserve the id before the first await, so a duplicate cannot slip in.
     const placeholder = new Proc(req.execId, new ProcessIO({ stdin: '', stdout: '', stderr: '', terminal: false }), spec);
     c.execs.set(req.execId, placeholder);
     try {
+      if (this.policy)
+        spec = await this.policy.exec(this.namespace, c.id, req.execId, spec, JSON.parse(fs.readFileSync(path.join(c.bundle, 'config.json'), 'utf8')) as Spec);
+      spec.terminal = req.terminal;
       const io = await ProcessIO.open(
         { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
         { id: c.id, namespace: this.namespace },
