@@ -298,3 +298,24 @@ describe('pods on tsbox through CRI', () => {
     expect(fs.existsSync('/var/run/netns') ? fs.readdirSync('/var/run/netns') : []).toEqual(netnsBefore);
   });
 });
+
+describe('the policy hook through CRI (handler tsbox-policy)', () => {
+  it("refuses a container with the policy's reason and runs the pod's others", async () => {
+    // Sees the pod's sandbox container too (allowed), and CRI's annotations and image.
+    fs.writeFileSync(
+      path.join(rig().dir, 'policy.js'),
+      `module.exports = (r) => r.kind === 'container' && r.annotations['io.kubernetes.cri.container-name'] === 'forbidden' ? { deny: 'no forbidden containers from ' + r.image } : undefined;\n`,
+    );
+    const pod = await runPod({ handler: 'tsbox-policy' });
+    // CRI makes the task (the shim's Create) at StartContainer: that is where it is refused.
+    const denied = await startContainer(pod, 'forbidden', ['true']).then(
+      () => null,
+      (e: Error) => e.message,
+    );
+    expect(denied).toContain(`policy ${path.join(rig().dir, 'policy.js')} denied container `);
+    expect(denied).toContain(`: no forbidden containers from ${IMAGE}`);
+    const ok = await startContainer(pod, 'allowed', ['sh', '-c', 'exit 4']);
+    expect((await exited(ok)).exit_code).toBe(4);
+    await removePod(pod);
+  });
+});
