@@ -317,14 +317,13 @@ fn state(g: &Global, rest: &[String]) -> Res<()> {
 
 fn start(g: &Global, rest: &[String]) -> Res<()> {
     let id = one_id(rest)?;
-    // poststart hooks run on the host after the start: the engine's part.
-    let bundle = read_record(g, id)?.rec.bundle;
-    let spec: Value = std::fs::read_to_string(Path::new(&bundle).join("config.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).ok_or(Fail::Node)?;
-    if spec["hooks"]["poststart"].as_array().is_some_and(|h| !h.is_empty()) {
-        return Err(Fail::Node);
-    }
     let _lock = lock(g, id)?;
     let mut l = read_record(g, id)?;
+    // poststart hooks run on the host after the start: the engine's part. So is the
+    // refusal of a bundle without a readable config.json. (The lock goes as we hand over.)
+    if hooks(&l.rec.bundle, "poststart").unwrap_or(true) {
+        return Err(Fail::Node);
+    }
     let status = current_status(&l)?;
     if status != "created" {
         return err(format!("cannot start container {id}: it is {status}"));
@@ -366,7 +365,6 @@ fn ps(g: &Global, rest: &[String]) -> Res<()> {
     };
     let id = one_id(rest)?;
     let l = read_record(g, id)?;
-    current_status(&l)?;
     // The first hierarchy's members: every process joins all of them.
     let pids: Vec<i64> = l
         .rec
@@ -417,12 +415,12 @@ fn delete(g: &Global, rest: &[String]) -> Res<()> {
     if !Path::new(&g.root).join(id).exists() {
         return if force { Ok(()) } else { err(format!("container {id} does not exist")) };
     }
-    // A spec that cannot be read has no hooks left to run, for the engine too.
-    if hooks(&read_record(g, id)?.rec.bundle, "poststop").unwrap_or(false) {
-        return Err(Fail::Node);
-    }
     let lock = lock(g, id)?;
     let l = read_record(g, id)?;
+    // A spec that cannot be read has no hooks left to run, for the engine too.
+    if hooks(&l.rec.bundle, "poststop").unwrap_or(false) {
+        return Err(Fail::Node);
+    }
     match current_status(&l)?.as_str() {
         "created" | "stopped" => {}
         "running" if force => {}
