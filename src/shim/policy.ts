@@ -82,7 +82,7 @@ export class Policy {
       const fn = this.load();
       // vm's time limit interrupts a synchronous loop; an async policy gets a timer.
       result = vm.runInNewContext('fn(req)', { fn, req }, { timeout: this.timeoutMs });
-      if (result instanceof Promise || (typeof result === 'object' && result !== null && typeof (result as { then?: unknown }).then === 'function')) {
+      if (typeof (result as { then?: unknown } | null)?.then === 'function') {
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(LATE), this.timeoutMs);

@@ -528,7 +528,6 @@ impl Sandbox {
         fired.then(|| json!({ "event": "oom", "container": id }))
     }
 
-    /// Collects every exited child; returns the exit events to broadcast.
     /// pidfds of the live processes their callers reap: poll them.
     pub fn foreign_pidfds(&self) -> Vec<RawFd> {
         self.containers
@@ -556,6 +555,7 @@ impl Sandbox {
         self.exited(cid, exec, pid, None)
     }
 
+    /// Collects every exited child; returns the exit events to broadcast.
     pub fn reap(&mut self) -> Vec<Value> {
         let mut events = Vec::new();
         loop {
