@@ -5,7 +5,7 @@
  */
 import { google } from '../gen/proto';
 
-export { ttrpc, google, containerd, io } from '../gen/proto';
+export { ttrpc, google, containerd, io, runtime } from '../gen/proto';
 
 /** A Timestamp for a moment in ms since the epoch (Date.now() by default). */
 export function timestamp(ms: number = Date.now()): google.protobuf.ITimestamp {
