@@ -140,6 +140,8 @@ export interface ContainerPlan {
   hooks: { createContainer: HookPlan[]; startContainer: HookPlan[] };
   hookState: State;
   process: ProcessPlan;
+  /** A pod sandbox's init: it holds the namespaces and reaps, and runs no program. */
+  pause: boolean;
 }
 
 export interface ExecPlan {
@@ -170,6 +172,8 @@ export interface PlanContext {
   setupDeadline?: number;
   /** The host kernel has /proc/kcore (then /dev/core links to it, as with runc). */
   hostHasKcore?: boolean;
+  /** A pod sandbox (src/oci/pod.ts): the init pauses instead of running process.args. */
+  pause?: boolean;
 }
 
 function isAbs(p: string): boolean {
@@ -661,5 +665,6 @@ export function planContainer(spec: Spec, ctx: PlanContext): ContainerPlan {
     },
     hookState: { ociVersion: spec.ociVersion, id: ctx.id, status: 'creating', bundle: ctx.bundle, annotations: spec.annotations ?? {} },
     process: planProcess(spec.process, linux.seccomp),
+    pause: ctx.pause === true,
   };
 }

@@ -50,6 +50,8 @@ export interface CreateOptions {
    * the init is left to the caller's reaper, and its exit status is the caller's to know.
    */
   callerReaps?: boolean;
+  /** A pod sandbox: the init holds its namespaces and runs nothing (src/shim/sandbox-service.ts). */
+  pause?: boolean;
 }
 
 export interface ExecOptions {
@@ -157,6 +159,7 @@ export class Engine {
               memoryCgroup: this.cgroups.dirFor(cgroup, 'memory'),
               setupDeadline: this.opts.setupDeadline,
               hostHasKcore: fs.existsSync('/proc/kcore'),
+              pause: opts.pause,
             });
           } catch (e) {
             throw planFailure(e);

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EngineError } from '../../src/sandbox/errors';
+import { podSandboxSpec } from '../../src/oci/pod';
 import type { Spec } from '../../src/oci/spec';
 import { makeBundle } from './bundle';
 import { Harness } from './harness';
@@ -272,5 +273,52 @@ describe('LSM confinement', () => {
   it('refuses an AppArmor profile it cannot apply instead of running unconfined', async () => {
     const b = makeBundle('apparmor', ['true'], (s) => (s.process!.apparmorProfile = 'tsbox-no-such-profile'));
     expect(await createError(b)).toMatch(/process\.apparmorProfile: AppArmor profile tsbox-no-such-profile/);
+  });
+});
+
+describe("a pod sandbox's own init (no pause image)", () => {
+  it('shows a sibling with CAP_SYS_PTRACE no host path, root or descriptor, reaps orphans and ends on SIGTERM', async () => {
+    // The pod as the shim's sandbox service makes it: its spec, an empty root, /dev/null stdio.
+    const id = `podinit-${process.pid}`;
+    const dir = fs.mkdtempSync(path.join(scratch, 'pod-'));
+    fs.mkdirSync(path.join(dir, 'rootfs'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(podSandboxSpec(id, null, '')));
+    const nul = fs.openSync('/dev/null', 'r+');
+    const podPid = (await h.engine.create(id, dir, { stdio: [nul, nul, nul], pause: true })).pid;
+    fs.closeSync(nul);
+    await h.engine.start(id);
+    expect(fs.readFileSync(`/proc/${podPid}/cmdline`, 'utf8').replace(/\0+$/, '')).toBe('/pause');
+    expect(fs.readFileSync(`/proc/${podPid}/comm`, 'utf8')).toBe('pause\n');
+    // Everything it could have inherited from tsbox-sandbox, looked for from inside the pod.
+    const hostDir = fs.mkdtempSync(path.join(scratch, 'host-'));
+    const look = [
+      `ls -A /proc/1/root/ /proc/1/cwd/`,
+      `for f in /proc/1/fd/*; do readlink $f; done`,
+      `tr "\\0" " " < /proc/1/cmdline | tr -s " "; echo`,
+      `tr -d "\\0" < /proc/1/environ | wc -c`,
+      `[ -d /proc/1/root${hostDir} ] && echo escaped > /proc/1/root${hostDir}/pwned`,
+      `(sleep 1000 &); exit 0`,
+    ].join('; ');
+    const sibling = makeBundle('podsibling', ['sh', '-c', look], (s) => {
+      addCaps(s, 'CAP_SYS_PTRACE', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH');
+      s.linux!.namespaces = s.linux!.namespaces!.map((ns) => (ns.type === 'pid' ? { type: 'pid', path: `/proc/${podPid}/ns/pid` } : ns));
+    });
+    await h.create(sibling);
+    await h.engine.start(sibling.id);
+    expect(await h.engine.wait(sibling.id)).toBe(0);
+    // Its root and cwd are its own root (an empty directory with its /proc and /dev), its
+    // descriptors /dev/null, its environment (tsbox-sandbox's, the host's) empty.
+    expect(h.output(sibling).out).toBe('/proc/1/cwd/:\ndev\nproc\n\n/proc/1/root/:\ndev\nproc\n/dev/null\n/dev/null\n/dev/null\n/pause \n0\n');
+    expect(fs.readdirSync(hostDir)).toEqual([]);
+    // The sibling's background sleep was orphaned to the pod's init; killed, it is reaped.
+    const children = () => fs.readFileSync(`/proc/${podPid}/task/${podPid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number);
+    const [orphan] = children();
+    expect(fs.readFileSync(`/proc/${orphan}/cmdline`, 'utf8')).toBe('sleep\u00001000\u0000');
+    process.kill(orphan, 'SIGKILL');
+    await waitUntil(() => !children().includes(orphan), 'the pod init reaps the orphan');
+    await h.engine.delete(sibling.id, true);
+    await h.engine.kill(id, 15);
+    expect(await h.engine.wait(id)).toBe(0);
+    await h.engine.delete(id);
   });
 });

@@ -86,6 +86,7 @@ const container: ContainerPlan = {
   },
   hookState: { ociVersion: '1.0.2', id: 'c1', status: 'creating', bundle: '/b', annotations: { a: 'b' } },
   process,
+  pause: true,
 };
 
 describe('the plan contract with tsbox-sandbox', () => {

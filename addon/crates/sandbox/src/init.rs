@@ -193,14 +193,19 @@ fn run_init(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>, mut state
         d.mount(&root)?;
     }
     finish_rootfs(plan, &root)?;
+    // Close-on-exec, but a pod sandbox's init never execs.
+    drop(root);
     let filter = match &plan.process.seccomp {
         Some(s) => Some(seccomp::compile(s)?),
         None => None,
     };
     let early_seccomp = filter.is_some() && !plan.process.no_new_privileges;
     setup_stdio(&plan.process, stdio)?;
+    if plan.pause {
+        hide_cmdline("/pause");
+    }
     let home = setup_process(&plan.process, if early_seccomp { filter.as_ref() } else { None })?;
-    let program = Program::prepare(&plan.process, home)?;
+    let program = if plan.pause { None } else { Some(Program::prepare(&plan.process, home)?) };
 
     sync::send(sync_fd, &FromChild::Ready)?;
     match wait_for(sync_fd, "start")? {
@@ -212,7 +217,64 @@ fn run_init(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>, mut state
     if let (Some(f), false) = (&filter, early_seccomp) {
         seccomp::load(f)?;
     }
-    program.exec()
+    match program {
+        Some(program) => program.exec(),
+        None => pause(sync_fd),
+    }
+}
+
+/**
+ * A pod sandbox's init, in place of a pause binary: it has no image to run one from. It is
+ * this process as cloned from tsbox-sandbox, so it hides what it inherited: its
+ * descriptors were closed at clone (isolate_child) but the setup channel, which goes now;
+ * it stays non-dumpable (no execve resets that), so no container process can ptrace it
+ * or read its memory or root; its command line, which held the host path of
+ * tsbox-sandbox's socket, reads `/pause` (then NULs to the old length), and the host
+ * environment it inherited is gone from /proc/PID/environ. Like the pause program it
+ * reaps whatever is reparented to it and exits 0 on SIGTERM or SIGINT.
+ */
+fn pause(sync_fd: RawFd) -> ! {
+    unsafe { libc::close(sync_fd) };
+    unsafe {
+        let name = b"pause\0";
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        // Blocked, these are taken by sigwaitinfo; a pid namespace's init would otherwise
+        // never see signals from inside its namespace (their default action is ignored).
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            match libc::sigwaitinfo(&set, &mut info) {
+                libc::SIGCHLD => while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {},
+                libc::SIGTERM | libc::SIGINT => libc::_exit(0),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Overwrites this process's argument area (what /proc/PID/cmdline shows) with `text`
+/// and NULs (`ps` shows `text`), and its environment (/proc/PID/environ) with NULs.
+fn hide_cmdline(text: &str) {
+    let Some([args, env]) = crate::ARG_ENV_AREAS.get().copied() else { return };
+    for (i, (start, end)) in [args, env].into_iter().enumerate() {
+        if end <= start {
+            continue;
+        }
+        // SAFETY: the kernel laid out [start, end) in this process's stack at execve of
+        // tsbox-sandbox, and it stays mapped; argv and environ point into it, and nothing
+        // in the pause reads either again.
+        let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+        area.fill(0);
+        if i == 0 {
+            let n = text.len().min(area.len().saturating_sub(1));
+            area[..n].copy_from_slice(&text.as_bytes()[..n]);
+        }
+    }
 }
 
 /// Entry point of an exec's first process. It is outside the container's pid namespace,

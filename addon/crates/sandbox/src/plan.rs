@@ -45,6 +45,9 @@ pub struct ContainerPlan {
     /// OCI state JSON given to hooks run by this process; "pid" is filled in here.
     pub hook_state: serde_json::Value,
     pub process: ProcessPlan,
+    /// A pod sandbox's init: it holds the pod's namespaces and reaps what is reparented
+    /// to it, without running any program of the container's (there is no image).
+    pub pause: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize, Clone)]
