@@ -1,6 +1,7 @@
 /**
  * The long-lived shim daemon of one group (docs/architecture.md): serves containerd.task.v2.Task
- * for every container of the group on one socket, logs JSON into the first bundle's
+ * for every container of the group, and containerd.runtime.sandbox.v1.Sandbox for its pod
+ * sandboxes, on one socket, logs JSON into the first bundle's
  * `log` FIFO (containerd copies it into its own log), and exits once the last task is
  * deleted and Shutdown arrives.
  */
@@ -13,6 +14,7 @@ import { native } from '../native/addon';
 import { EventPublisher } from './events';
 import type { Launch } from './launch';
 import { Policy } from './policy';
+import { podDirFor, SANDBOX_SERVICE, SandboxService } from './sandbox-service';
 import { TASK_SERVICE, TaskService } from './task-service';
 
 /** tsbox's private service on the daemon socket, called by the native `start`. */
@@ -134,7 +136,7 @@ export async function serve(flags: Launch): Promise<void> {
     // Set under the group lock at the moment the socket goes: only from then on is a
     // Reserve refused (a start refused earlier would spawn a daemon whose socket we'd unlink).
     let closing = false;
-    const idle = () => service.size === 0 && reservations.size === 0;
+    const idle = () => service.size === 0 && sandboxes.size === 0 && reservations.size === 0;
     const maybeExit = async (why: string) => {
       if (exiting || !idle()) return;
       exiting = true;
@@ -180,20 +182,17 @@ export async function serve(flags: Launch): Promise<void> {
       reservations.delete(id);
     };
     let lingering: NodeJS.Timeout | undefined;
-    const service: TaskService = new TaskService(
-      engine,
-      events,
-      flags.namespace,
-      log,
-      {
-        idle: () => {
-          clearTimeout(lingering);
-          lingering = setTimeout(() => void maybeExit('last task deleted and Shutdown received'), cfg.idleTimeout * 1000);
-        },
-        created: release,
+    const lifeHooks = {
+      idle: () => {
+        clearTimeout(lingering);
+        lingering = setTimeout(() => void maybeExit('last task and sandbox gone'), cfg.idleTimeout * 1000);
       },
-      cfg.policy ? new Policy(cfg.policy) : null,
+      created: release,
+    };
+    const service: TaskService = new TaskService(engine, events, flags.namespace, log, lifeHooks, cfg.policy ? new Policy(cfg.policy) : null, (pod) =>
+      podDirFor(engine.store, pod),
     );
+    const sandboxes = new SandboxService(engine, log, lifeHooks);
     server.register(SHIM_SERVICE, {
       Reserve: (payload) => {
         if (closing) throw RpcError.unavailable('shim daemon is exiting');
@@ -217,8 +216,9 @@ export async function serve(flags: Launch): Promise<void> {
     });
     reserve(flags.id);
     collectGarbageWhenGrown();
-    sink.bundles = () => service.bundles();
+    sink.bundles = () => [...service.bundles(), ...sandboxes.bundles()];
     server.register(TASK_SERVICE, service.handlers());
+    server.register(SANDBOX_SERVICE, sandboxes.handlers());
     await server.listen(socket);
     fs.chmodSync(socket, 0o600);
     listening = fs.statSync(socket).ino;

@@ -24,6 +24,7 @@ import { ProcessIO } from './io';
 import type { Policy } from './policy';
 import { ProcLife, type Verdict } from './proc-state';
 import { mountRootfs, unmountRootfs } from './rootfs';
+import { SANDBOX_ID_ANNOTATION, withPodFiles } from '../oci/pod';
 
 const T = containerd.task.v2;
 const E = containerd.events;
@@ -118,6 +119,23 @@ function rpcError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
+/** Wraps a method: debug lines around each call, and engine errors as ttrpc statuses. */
+export function loggedRpc(log: Logger) {
+  return <Q, R>(name: string, fn: (req: Q, signal: AbortSignal, park: () => void) => Promise<R> | R) =>
+    async (req: Q, ctx: { signal: AbortSignal; park(): void }): Promise<R> => {
+      log.debug({ rpc: name, req }, 'rpc');
+      const t0 = performance.now();
+      try {
+        const r = await fn(req, ctx.signal, () => ctx.park());
+        log.debug({ rpc: name, ms: Math.round((performance.now() - t0) * 10) / 10 }, 'rpc done');
+        return r;
+      } catch (e) {
+        log.debug({ rpc: name, err: (e as Error).message }, 'rpc failed');
+        throw rpcError(e);
+      }
+    };
+}
+
 export class TaskService {
   private readonly containers = new Map<string, Container>();
   private readonly creating = new Set<string>();
@@ -129,6 +147,8 @@ export class TaskService {
     private readonly log: Logger,
     private readonly hooks: { idle(): void; created(id: string): void },
     private readonly policy: Policy | null = null,
+    /** The shared files' directory of a pod sandbox by id (src/shim/sandbox-service.ts), or null. */
+    private readonly podDir: (sandboxId: string) => string | null = () => null,
   ) {}
 
   /** Execs the daemon still tracks, across its containers. */
@@ -182,6 +202,7 @@ export class TaskService {
     let conn: SandboxEvents | null = null;
     try {
       if (this.policy) await this.applyPolicy(id, path.join(bundle, 'config.json'), this.policy);
+      this.joinPod(id, path.join(bundle, 'config.json'));
       io = await ProcessIO.open({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, { id, namespace: this.namespace });
       const rec = await this.engine.create(id, bundle, { stdio: io.containerFds });
       created = true;
@@ -483,6 +504,24 @@ export class TaskService {
     this.events.publish('/tasks/resumed', 'TaskResumed', E.TaskResumed, { containerId: c.id });
   }
 
+  /**
+   * A container of a pod whose sandbox tsbox runs (sandboxer "shim") gets the pod's
+   * hostname, hosts, resolv.conf and /dev/shm, which CRI mounts itself only for a pause
+   * container's pod. After the policy: these are the runtime's mounts, not the request's.
+   */
+  private joinPod(id: string, file: string): void {
+    const spec = JSON.parse(fs.readFileSync(file, 'utf8')) as Spec;
+    const pod = spec.annotations?.[SANDBOX_ID_ANNOTATION];
+    if (!pod || pod === id) return;
+    const dir = this.podDir(pod);
+    if (!dir) return;
+    const joined = withPodFiles(spec, dir, (name) => fs.existsSync(path.join(dir, name)));
+    if (joined === spec) return;
+    const tmp = `${file}.tsbox-pod`;
+    fs.writeFileSync(tmp, JSON.stringify(joined));
+    fs.renameSync(tmp, file);
+  }
+
   async stats(req: containerd.task.v2.StatsRequest): Promise<containerd.task.v2.IStatsResponse> {
     const c = this.container(req.id);
     const s = await this.engine.stats(c.id).catch((e: unknown) => {
@@ -512,20 +551,7 @@ export class TaskService {
     const unimplemented = (what: string) => () => {
       throw RpcError.unimplemented(`${what}: not implemented`);
     };
-    const logged =
-      <Q, R>(name: string, fn: (req: Q, signal: AbortSignal, park: () => void) => Promise<R> | R) =>
-      async (req: Q, ctx: { signal: AbortSignal; park(): void }): Promise<R> => {
-        this.log.debug({ rpc: name, req }, 'rpc');
-        const t0 = performance.now();
-        try {
-          const r = await fn(req, ctx.signal, () => ctx.park());
-          this.log.debug({ rpc: name, ms: Math.round((performance.now() - t0) * 10) / 10 }, 'rpc done');
-          return r;
-        } catch (e) {
-          this.log.debug({ rpc: name, err: (e as Error).message }, 'rpc failed');
-          throw rpcError(e);
-        }
-      };
+    const logged = loggedRpc(this.log);
     return {
       State: unary(
         T.StateRequest,

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cgroupExists, cpuQuota, memoryCgroupOf, memoryLimit } from '../cgroupfs';
 import { Cri, Message } from '../rig/cri';
-import { alive, rig, shimDaemons, uniqueId, waitUntil } from '../rig/rig';
+import { alive, ctr, rig, shimDaemons, uniqueId, waitUntil } from '../rig/rig';
 
 const IMAGE = 'localhost/busybox:latest';
 let cri: Cri;
@@ -31,7 +31,7 @@ interface Pod {
   logDir: string;
 }
 
-async function runPod(opts: { hostNetwork?: boolean; sharePid?: boolean; handler?: string; cgroupParent?: string } = {}): Promise<Pod> {
+async function runPod(opts: { hostNetwork?: boolean; sharePid?: boolean; handler?: string; cgroupParent?: string; extra?: Message } = {}): Promise<Pod> {
   const uid = uniqueId('uid');
   const logDir = path.join(rig().dir, 'pod-logs', uid);
   fs.mkdirSync(logDir, { recursive: true });
@@ -44,6 +44,7 @@ async function runPod(opts: { hostNetwork?: boolean; sharePid?: boolean; handler
       cgroup_parent: opts.cgroupParent ?? `/kubepods/pod${uid}`,
       security_context: { namespace_options: { network: opts.hostNetwork ? 'NODE' : 'POD', pid: opts.sharePid ? 'POD' : 'CONTAINER', ipc: 'POD' } },
     },
+    ...opts.extra,
   };
   const r = await cri.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: opts.handler ?? 'tsbox' });
   pods.push(r.pod_sandbox_id);
@@ -317,5 +318,88 @@ describe('the policy hook through CRI (handler tsbox-policy)', () => {
     const ok = await startContainer(pod, 'allowed', ['sh', '-c', 'exit 4']);
     expect((await exited(ok)).exit_code).toBe(4);
     await removePod(pod);
+  });
+});
+
+describe('pods on the shim sandboxer (handler tsbox-shim: containerd 2 sandbox API)', () => {
+  const containerd2 = async () => !(await cri.call<{ runtime_version: string }>('Version', { version: 'v1' })).runtime_version.startsWith('1.');
+  const containersOf = async () => (await ctr(['containers', 'ls', '-q'], { namespace: 'k8s.io' })).stdout.split('\n');
+
+  it('runs a pod without a pause container; its containers share its namespaces and files', async () => {
+    // containerd 1.6 has no sandbox API: there the handler runs the same pod with a pause
+    // container, and the containers must see the same things.
+    const v2 = await containerd2();
+    const dns = { servers: ['10.99.0.53'], searches: ['tsbox.example'], options: ['ndots:3'] };
+    const p = await runPod({
+      handler: 'tsbox-shim',
+      sharePid: true,
+      extra: {
+        dns_config: dns,
+        linux: {
+          cgroup_parent: '',
+          sysctls: { 'net.ipv4.ip_unprivileged_port_start': '80', 'kernel.shmmni': '1234' },
+          security_context: { namespace_options: { network: 'POD', pid: 'POD', ipc: 'POD' } },
+        },
+      },
+    });
+    expect((await containersOf()).includes(p.id)).toBe(!v2);
+    const sandbox = (
+      await cri.call<{ status: { state: string; network: { ip: string } }; info: Record<string, string> }>('PodSandboxStatus', {
+        pod_sandbox_id: p.id,
+        verbose: true,
+      })
+    ).status;
+    expect(sandbox.state).toBe('SANDBOX_READY');
+    const a = await startContainer(p, 'a', ['sh', '-c', 'echo shared > /dev/shm/note; exec sleep 60']);
+    const b = await startContainer(p, 'b', ['sleep', '60']);
+    const run = async (id: string, cmd: string) => (await execSync(id, ['sh', '-c', cmd])).stdout;
+    for (const id of [a, b]) {
+      expect(await run(id, 'hostname')).toBe(`${p.uid}\n`);
+      expect(await run(id, 'cat /etc/hostname')).toBe(`${p.uid}\n`);
+      expect(await run(id, 'cat /etc/resolv.conf')).toBe('search tsbox.example\nnameserver 10.99.0.53\noptions ndots:3\n');
+      expect(await run(id, 'cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmni')).toBe('80\n1234\n');
+      expect(await run(id, "ip -o -4 addr show eth0 | grep -o 'inet [0-9.]*'")).toBe(`inet ${sandbox.network.ip}\n`);
+      // One pid namespace, whose init is the pod's sandbox.
+      expect(await run(id, "tr -d '\\0' < /proc/1/cmdline")).toBe('/pause');
+    }
+    await waitUntil(async () => (await run(b, 'cat /dev/shm/note 2>/dev/null')) === 'shared\n', "a's note in the pod's /dev/shm");
+    expect(await run(b, "ps -o args | grep -c '^sleep 60'")).toBe('2\n');
+    if (v2) {
+      // The pod's init is tsbox's own, forked from tsbox-sandbox: not dumpable, so nothing
+      // in the pod can look into it, and it shows no host path.
+      expect((await execSync(b, ['ls', '/proc/1/root/'])).exit_code).not.toBe(0);
+      expect((await execSync(b, ['readlink', '/proc/1/fd/0'])).exit_code).not.toBe(0);
+      expect((await execSync(b, ['cat', '/proc/1/environ'])).exit_code).not.toBe(0);
+      expect(await run(b, 'cat /proc/1/comm')).toBe('pause\n');
+    }
+    // Stopped, the sandbox is NOTREADY and its containers are gone with its pid namespace.
+    await cri.call('StopPodSandbox', { pod_sandbox_id: p.id });
+    expect((await cri.call<{ status: { state: string } }>('PodSandboxStatus', { pod_sandbox_id: p.id })).status.state).toBe('SANDBOX_NOTREADY');
+    expect((await status(a)).state).toBe('CONTAINER_EXITED');
+    await cri.call('RemovePodSandbox', { pod_sandbox_id: p.id });
+    pods.splice(pods.indexOf(p.id), 1);
+    const mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    expect(mountinfo).not.toContain(p.id);
+    for (const id of [p.id, a, b]) expect(fs.existsSync(path.join(rig().dir, 'tsbox', 'k8s.io', id))).toBe(false);
+    expect(await containersOf()).not.toContain(p.id);
+  });
+
+  it('fails RunPodSandbox with the failing field and leaves nothing of the pod', async () => {
+    const states = () => (fs.existsSync(path.join(rig().dir, 'tsbox', 'k8s.io')) ? fs.readdirSync(path.join(rig().dir, 'tsbox', 'k8s.io')).sort() : []);
+    const before = states();
+    const sandboxMounts = () =>
+      fs
+        .readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('/pod/shm '))
+        .sort();
+    const mountsBefore = sandboxMounts();
+    const err = await runPod({ handler: 'tsbox-shim', extra: { linux: { sysctls: { 'kernel.shm max': '1' } } } }).then(
+      () => '',
+      (e: Error) => e.message,
+    );
+    expect(err).toContain('linux.sysctl[kernel.shm max]');
+    expect(states()).toEqual(before);
+    expect(sandboxMounts()).toEqual(mountsBefore);
   });
 });

@@ -214,6 +214,11 @@ fn group_key(cfg: &Config, flags: &Flags, bundle: &Path) -> String {
     match cfg.grouping.as_str() {
         "container" => format!("container:{}", flags.id),
         "pod" => {
+            // containerd's sandbox controller (sandboxer "shim") starts a pod's shim on a
+            // bundle with no spec: that is the pod itself, which its containers name.
+            if !bundle.join("config.json").exists() && bundle.exists() {
+                return format!("pod:{}", flags.id);
+            }
             let spec: serde_json::Value = std::fs::read(bundle.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
             let ann = &spec["annotations"];
             match ann["io.containerd.runc.v2.group"].as_str().or(ann["io.kubernetes.cri.sandbox-id"].as_str()) {
@@ -552,6 +557,9 @@ mod tests {
         assert_eq!(group_key(&cfg("pod"), &flags, &dir), "pod:pod1");
         assert_eq!(group_key(&cfg("container"), &flags, &dir), "container:c1");
         assert_eq!(group_key(&cfg("pod"), &flags, Path::new("/nonexistent")), "container:c1");
+        let sandbox = dir.join("sandbox-bundle");
+        let _ = std::fs::create_dir_all(&sandbox);
+        assert_eq!(group_key(&cfg("pod"), &flags, &sandbox), "pod:c1");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
