@@ -87,8 +87,9 @@ test-vm:
 test-runtime-tools:
 	scripts/runtime-tools compare
 
-# critest (CRI validation) with handler runc, then tsbox, on containerd 1.6 and 2.x: fails
-# if tsbox fails a test that runc passes (scripts/critest).
+# critest (CRI validation) with handler runc, then tsbox, on containerd 1.6 and 2.x (and
+# on 2.x tsbox-shim, the shim sandboxer): fails if tsbox fails a test that runc passes, or
+# tsbox-shim one that tsbox passes (scripts/critest).
 test-critest:
 	scripts/critest compare
 
