@@ -9,7 +9,9 @@ import * as path from 'node:path';
 import { containerd, timestamp } from '../proto';
 import { Engine } from '../sandbox/engine';
 import type { Launch } from './launch';
+import { POD_SANDBOX_ANNOTATION } from '../oci/pod';
 import { unmountRootfs } from './rootfs';
+import { removePodFiles } from './sandbox-service';
 
 export async function cleanup(flags: Launch): Promise<Uint8Array> {
   const bundle = path.resolve(flags.bundle || process.cwd());
@@ -21,12 +23,17 @@ export async function cleanup(flags: Launch): Promise<Uint8Array> {
   }
   const engine = new Engine({ root });
   let pid = 0;
+  let pod = false;
   try {
-    pid = engine.store.read(flags.id).pid;
+    const rec = engine.store.read(flags.id);
+    pid = rec.pid;
+    pod = rec.annotations?.[POD_SANDBOX_ANNOTATION] === 'true';
     await engine.delete(flags.id, true);
   } catch {
     // not known to the engine (any more)
   }
   unmountRootfs(path.join(bundle, 'rootfs'));
+  // A pod sandbox whose daemon died: its shared files and /dev/shm are the runtime's own.
+  if (pod) removePodFiles(bundle);
   return containerd.task.v2.DeleteResponse.encode({ pid, exitStatus: 137, exitedAt: timestamp() }).finish();
 }

@@ -118,6 +118,17 @@ function emptyRootfs(bundle: string): void {
   clear(root);
 }
 
+/**
+ * Removes what the service put in a pod sandbox's bundle (its shared files, /dev/shm
+ * mount, spec and the engine's mount points in its root), leaving the bundle as
+ * containerd made it; for ShutdownSandbox, and for `delete` when the daemon died.
+ */
+export function removePodFiles(bundle: string): void {
+  unmountRootfs(path.join(bundle, 'pod', POD_FILES.shm));
+  for (const p of ['pod', 'config.json', 'tsbox.json']) fs.rmSync(path.join(bundle, p), { recursive: true, force: true });
+  emptyRootfs(bundle);
+}
+
 function readHostFile(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
@@ -170,17 +181,16 @@ export class SandboxService {
     const config = decodeConfig(req.options);
     const bundle = req.bundlePath;
     const pod = new Pod(id, bundle, timestamp());
-    const made: string[] = [];
-    let shm = '';
+    let created = false;
     let devNull = -1;
     try {
       const spec = podSandboxSpec(id, config, req.netnsPath);
       // containerd makes the bundle's (empty) rootfs directory; the init's root stays empty.
       fs.mkdirSync(path.join(bundle, 'rootfs'), { recursive: true, mode: 0o755 });
       fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
-      made.push(path.join(bundle, 'config.json'));
+      // Where `delete` finds the pod's state root if this daemon dies (src/shim/cleanup.ts).
+      fs.writeFileSync(path.join(bundle, 'tsbox.json'), JSON.stringify({ root: this.engine.store.root }));
       fs.mkdirSync(pod.podDir, { mode: 0o755 });
-      made.push(pod.podDir);
       const files = podFileContents(config, { hostname: os.hostname(), hosts: readHostFile('/etc/hosts'), resolvConf: readHostFile('/etc/resolv.conf') });
       fs.writeFileSync(path.join(pod.podDir, POD_FILES.hostname), files.hostname, { mode: 0o644 });
       fs.writeFileSync(path.join(pod.podDir, POD_FILES.hosts), files.hosts, { mode: 0o644 });
@@ -189,12 +199,12 @@ export class SandboxService {
         const dir = path.join(pod.podDir, POD_FILES.shm);
         fs.mkdirSync(dir, { mode: 0o700 });
         native.mount('shm', dir, 'tmpfs', MS.NOEXEC | MS.NOSUID | MS.NODEV, SHM_OPTIONS);
-        shm = dir;
       }
       // The init reads and writes nothing: its stdio is the host's /dev/null, as CRI's
       // NullIO gives a pause container.
       devNull = fs.openSync('/dev/null', 'r+');
       const rec = await this.engine.create(id, bundle, { stdio: [devNull, devNull, devNull], pause: true });
+      created = true;
       pod.pid = rec.pid;
       const conn = this.engine.watch(id);
       conn.on('exit', (ev: ExitEvent) => {
@@ -211,9 +221,8 @@ export class SandboxService {
       this.pods.set(id, pod);
       this.log.info({ id, pid: pod.pid, netns: req.netnsPath }, 'pod sandbox created');
     } catch (e) {
-      if (shm) unmountRootfs(shm);
-      for (const p of made.reverse()) fs.rmSync(p, { recursive: true, force: true });
-      emptyRootfs(bundle);
+      if (created) await this.engine.delete(id, true).catch(() => undefined);
+      removePodFiles(bundle);
       throw e;
     } finally {
       if (devNull >= 0) fs.closeSync(devNull);
@@ -276,9 +285,7 @@ export class SandboxService {
       if (!(e instanceof EngineError && e.kind === 'NotFound')) throw e;
     }
     pod.exited(137);
-    unmountRootfs(path.join(pod.podDir, POD_FILES.shm));
-    for (const p of ['pod', 'config.json']) fs.rmSync(path.join(pod.bundle, p), { recursive: true, force: true });
-    emptyRootfs(pod.bundle);
+    removePodFiles(pod.bundle);
     this.pods.delete(pod.id);
     this.log.info({ id: pod.id }, 'pod sandbox removed');
     this.hooks.idle();

@@ -384,6 +384,34 @@ describe('pods on the shim sandboxer (handler tsbox-shim: containerd 2 sandbox A
     expect(await containersOf()).not.toContain(p.id);
   });
 
+  it("is cleaned up by containerd's delete when its shim daemon dies", async () => {
+    const v2 = await containerd2();
+    const p = await runPod({ handler: 'tsbox-shim' });
+    const c = await startContainer(p, 'c', ['sleep', '60']);
+    const info = (await cri.call<{ info: Record<string, string> }>('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true })).info;
+    // The sandbox's init (tsbox's own on 2.x, the pause container's on 1.6), its
+    // tsbox-sandbox, and the shim daemon above that.
+    const init = v2 ? Number(info.pid) : infoPid(info);
+    const parent = (pid: number) => Number(/^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    const sandbox = parent(init);
+    const daemon = parent(sandbox);
+    expect(fs.readFileSync(`/proc/${daemon}/cmdline`, 'utf8')).toContain('shim.js');
+    process.kill(daemon, 'SIGKILL');
+    await waitUntil(() => !alive(init) && !alive(sandbox), "containerd's delete ends the pod's processes");
+    await waitUntil(() => !fs.existsSync(path.join(rig().dir, 'tsbox', 'k8s.io', p.id)), "containerd's delete removes the pod's state");
+    // What the shim mounted: the pause container's rootfs (1.6), the pod's /dev/shm (2.x).
+    const ours = () =>
+      fs
+        .readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(`${p.id}/rootfs `) || l.includes(`${p.id}/pod/shm `));
+    await waitUntil(() => ours().length === 0, "containerd's delete unmounts what the shim mounted");
+    // containerd reports the container's end to CRI, so the pod can be removed.
+    await waitUntil(async () => (await status(c)).state === 'CONTAINER_EXITED', 'CRI sees the container exited');
+    await removePod(p);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(p.id);
+  });
+
   it('fails RunPodSandbox with the failing field and leaves nothing of the pod', async () => {
     const states = () => (fs.existsSync(path.join(rig().dir, 'tsbox', 'k8s.io')) ? fs.readdirSync(path.join(rig().dir, 'tsbox', 'k8s.io')).sort() : []);
     const before = states();

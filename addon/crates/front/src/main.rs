@@ -450,7 +450,8 @@ fn nothing_left(flags: &Flags) -> bool {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["root"].as_str().map(String::from))
         .unwrap_or_else(|| format!("{DEFAULT_ROOT}/{}", flags.namespace));
-    !Path::new(&root).join(&flags.id).exists() && !mounted(&bundle.join("rootfs"))
+    // pod/shm: a pod sandbox's /dev/shm (src/shim/sandbox-service.ts).
+    !Path::new(&root).join(&flags.id).exists() && !mounted(&bundle.join("rootfs")) && !mounted(&bundle.join("pod/shm"))
 }
 
 /// `delete` with something left: the daemon code's cleanup, under the default settings
