@@ -202,7 +202,7 @@ fn run_init(plan: &ContainerPlan, sync_fd: RawFd, stdio: Vec<OwnedFd>, mut state
     let early_seccomp = filter.is_some() && !plan.process.no_new_privileges;
     setup_stdio(&plan.process, stdio)?;
     if plan.pause {
-        hide_cmdline("/pause");
+        hide_args_and_env("/pause")?;
     }
     let home = setup_process(&plan.process, if early_seccomp { filter.as_ref() } else { None })?;
     let program = if plan.pause { None } else { Some(Program::prepare(&plan.process, home)?) };
@@ -258,10 +258,19 @@ fn pause(sync_fd: RawFd) -> ! {
 }
 
 /// Overwrites this process's argument area (what /proc/PID/cmdline shows) with `text`
-/// and NULs (`ps` shows `text`), and its environment (/proc/PID/environ) with NULs.
-fn hide_cmdline(text: &str) {
-    let Some([args, env]) = crate::ARG_ENV_AREAS.get().copied() else { return };
-    for (i, (start, end)) in [args, env].into_iter().enumerate() {
+/// and NULs (`ps` shows `text`), and its environment (/proc/PID/environ) with NULs. Where
+/// they are comes from fields 48–51 of /proc/self/stat: the pod's own procfs, mounted in
+/// its own empty root by now.
+fn hide_args_and_env(text: &str) -> Result<()> {
+    let step = "read /proc/self/stat to hide the inherited argv and environment";
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| SysError::new(step, e.raw_os_error().unwrap_or(libc::EIO)))?;
+    // Fields after the command name, which may hold spaces: the 3rd field on.
+    let rest = stat.rfind(')').map_or("", |i| stat.get(i + 2..).unwrap_or(""));
+    let f: Vec<usize> = rest.split(' ').skip(45).take(4).filter_map(|v| v.trim().parse().ok()).collect();
+    let [arg_start, arg_end, env_start, env_end] = f[..] else {
+        return Err(SysError::new(format!("{step}: unexpected format"), libc::EPROTO));
+    };
+    for (i, (start, end)) in [(arg_start, arg_end), (env_start, env_end)].into_iter().enumerate() {
         if end <= start {
             continue;
         }
@@ -275,6 +284,7 @@ fn hide_cmdline(text: &str) {
             area[..n].copy_from_slice(&text.as_bytes()[..n]);
         }
     }
+    Ok(())
 }
 
 /// Entry point of an exec's first process. It is outside the container's pid namespace,

@@ -167,23 +167,7 @@ fn echo_plan(kind: &str) -> std::result::Result<(), serde_json::Error> {
     Ok(())
 }
 
-/// Where the kernel keeps this process's argv and environment (fields 48–51 of
-/// /proc/self/stat): a pod sandbox's init, which never execs, overwrites both, so neither
-/// its command line nor its environment shows anything of the host.
-pub static ARG_ENV_AREAS: std::sync::OnceLock<[(usize, usize); 2]> = std::sync::OnceLock::new();
-
-fn arg_env_areas() -> Option<[(usize, usize); 2]> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which may hold spaces: the 3rd field on.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<usize> = rest.split(' ').skip(45).take(4).map(|v| v.trim().parse().ok()).collect::<Option<_>>()?;
-    (f.len() == 4).then(|| [(f[0], f[1]), (f[2], f[3])])
-}
-
 fn main() -> ExitCode {
-    if let Some(areas) = arg_env_areas() {
-        let _ = ARG_ENV_AREAS.set(areas);
-    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["--version"] | ["-v"] => {
