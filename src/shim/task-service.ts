@@ -201,14 +201,12 @@ export class TaskService {
     let created = false;
     let conn: SandboxEvents | null = null;
     try {
-      if (this.policy) await this.applyPolicy(id, path.join(bundle, 'config.json'), this.policy);
-      this.joinPod(id, path.join(bundle, 'config.json'));
+      const spec = await this.prepareSpec(id, path.join(bundle, 'config.json'));
       io = await ProcessIO.open({ stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, { id, namespace: this.namespace });
       const rec = await this.engine.create(id, bundle, { stdio: io.containerFds });
       created = true;
       io.attach();
-      const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')) as Spec;
-      const ownsPidNs = (spec.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
+      const ownsPidNs = (spec?.linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
       const init = new Proc('', io, null);
       init.pid = rec.pid;
       conn = this.engine.watch(id);
@@ -240,13 +238,29 @@ export class TaskService {
   }
 
   /** The policy sees the bundle's spec first; a changed spec replaces it before anything reads it. */
-  private async applyPolicy(id: string, file: string, policy: Policy): Promise<void> {
-    const spec = JSON.parse(fs.readFileSync(file, 'utf8')) as Spec;
-    const allowed = await policy.container(this.namespace, id, spec);
-    if (allowed === spec) return;
-    this.log.info({ id, policy: policy.file }, 'policy changed the spec');
-    fs.writeFileSync(`${file}.policy`, JSON.stringify(allowed));
-    fs.renameSync(`${file}.policy`, file);
+  /**
+   * The bundle's spec as the engine will read it: after the policy (which may refuse or
+   * change it) and with a shim-sandboxer pod's shared files (joinPod). Written back once,
+   * only when changed. Null when it cannot be read: the engine then refuses the bundle,
+   * naming the field.
+   */
+  private async prepareSpec(id: string, file: string): Promise<Spec | null> {
+    let spec: Spec;
+    try {
+      spec = JSON.parse(fs.readFileSync(file, 'utf8')) as Spec;
+    } catch {
+      return null;
+    }
+    let ready = spec;
+    if (this.policy) {
+      ready = await this.policy.container(this.namespace, id, spec);
+      if (ready !== spec) this.log.info({ id, policy: this.policy.file }, 'policy changed the spec');
+    }
+    ready = this.joinPod(id, ready);
+    if (ready === spec) return spec;
+    fs.writeFileSync(`${file}.tsbox`, JSON.stringify(ready));
+    fs.renameSync(`${file}.tsbox`, file);
+    return ready;
   }
 
   async start(req: containerd.task.v2.StartRequest): Promise<containerd.task.v2.IStartResponse> {
@@ -509,17 +523,10 @@ export class TaskService {
    * hostname, hosts, resolv.conf and /dev/shm, which CRI mounts itself only for a pause
    * container's pod. After the policy: these are the runtime's mounts, not the request's.
    */
-  private joinPod(id: string, file: string): void {
-    const spec = JSON.parse(fs.readFileSync(file, 'utf8')) as Spec;
+  private joinPod(id: string, spec: Spec): Spec {
     const pod = spec.annotations?.[SANDBOX_ID_ANNOTATION];
-    if (!pod || pod === id) return;
-    const dir = this.podDir(pod);
-    if (!dir) return;
-    const joined = withPodFiles(spec, dir, (name) => fs.existsSync(path.join(dir, name)));
-    if (joined === spec) return;
-    const tmp = `${file}.tsbox-pod`;
-    fs.writeFileSync(tmp, JSON.stringify(joined));
-    fs.renameSync(tmp, file);
+    const dir = pod && pod !== id ? this.podDir(pod) : null;
+    return dir ? withPodFiles(spec, dir, (name) => fs.existsSync(path.join(dir, name))) : spec;
   }
 
   async stats(req: containerd.task.v2.StatsRequest): Promise<containerd.task.v2.IStatsResponse> {
