@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { containerd, io, runtime, timestamp } from '../proto';
+import { containerd, runtime, timestamp } from '../proto';
 import { RpcError, ServiceMethods, unary } from '../ttrpc';
 import type { Engine } from '../sandbox/engine';
 import { EngineError } from '../sandbox/errors';
@@ -20,7 +20,7 @@ import { native } from '../native/addon';
 import { MS } from '../oci/linux';
 import { hostIpc, POD_FILES, POD_SANDBOX_ANNOTATION, PodConfig, podFileContents, podSandboxSpec } from '../oci/pod';
 import { unmountRootfs } from './rootfs';
-import { loggedRpc } from './task-service';
+import { loggedRpc, metricsAny } from './task-service';
 
 const S = containerd.runtime.sandbox.v1;
 export const SANDBOX_SERVICE = 'containerd.runtime.sandbox.v1.Sandbox';
@@ -43,7 +43,7 @@ class Pod {
   ) {}
 
   get podDir(): string {
-    return path.join(this.bundle, 'pod');
+    return podDirIn(this.bundle);
   }
 
   exited(status: number): void {
@@ -57,6 +57,11 @@ class Pod {
   }
 }
 
+/** Where a pod sandbox's bundle keeps its shared files (the native front's `delete` checks `pod/shm` too). */
+function podDirIn(bundle: string): string {
+  return path.join(bundle, 'pod');
+}
+
 /**
  * The directory of pod `sandboxId`'s shared files when it is a pod sandbox of this
  * engine root (whichever daemon serves it), else null.
@@ -64,7 +69,7 @@ class Pod {
 export function podDirFor(store: Pick<Store, 'read'>, sandboxId: string): string | null {
   try {
     const rec = store.read(sandboxId);
-    return rec.annotations?.[POD_SANDBOX_ANNOTATION] === 'true' ? path.join(rec.bundle, 'pod') : null;
+    return rec.annotations?.[POD_SANDBOX_ANNOTATION] === 'true' ? podDirIn(rec.bundle) : null;
   } catch {
     return null;
   }
@@ -124,8 +129,8 @@ function emptyRootfs(bundle: string): void {
  * containerd made it; for ShutdownSandbox, and for `delete` when the daemon died.
  */
 export function removePodFiles(bundle: string): void {
-  unmountRootfs(path.join(bundle, 'pod', POD_FILES.shm));
-  for (const p of ['pod', 'config.json', 'tsbox.json']) fs.rmSync(path.join(bundle, p), { recursive: true, force: true });
+  unmountRootfs(path.join(podDirIn(bundle), POD_FILES.shm));
+  for (const p of [podDirIn(bundle), path.join(bundle, 'config.json'), path.join(bundle, 'tsbox.json')]) fs.rmSync(p, { recursive: true, force: true });
   emptyRootfs(bundle);
 }
 
@@ -293,9 +298,7 @@ export class SandboxService {
 
   async metrics(req: containerd.runtime.sandbox.v1.SandboxMetricsRequest): Promise<containerd.runtime.sandbox.v1.ISandboxMetricsResponse> {
     const pod = this.pod(req.sandboxId);
-    const s = await this.engine.stats(pod.id);
-    const value = s.version === 1 ? io.containerd.cgroups.v1.Metrics.encode(s.metrics).finish() : io.containerd.cgroups.v2.Metrics.encode(s.metrics).finish();
-    return { metrics: { timestamp: timestamp(), id: pod.id, data: { type_url: `io.containerd.cgroups.v${s.version}.Metrics`, value } } };
+    return { metrics: { timestamp: timestamp(), id: pod.id, data: metricsAny(await this.engine.stats(pod.id)) } };
   }
 
   handlers(): ServiceMethods {

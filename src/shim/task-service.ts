@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { containerd, google, io, timestamp } from '../proto';
 import { Code, RpcError, ServiceMethods, unary } from '../ttrpc';
 import { Engine } from '../sandbox/engine';
+import type { Stats } from '../sandbox/cgroups';
 import { EngineError } from '../sandbox/errors';
 import type { ExitEvent } from '../sandbox/sandbox-process';
 import type { Process, Resources, Spec } from '../oci/spec';
@@ -117,6 +118,12 @@ function rpcError(e: unknown): Error {
     return new RpcError(code, e.message);
   }
   return e instanceof Error ? e : new Error(String(e));
+}
+
+/** A cgroup's metrics as containerd reads them: the v1 or v2 Metrics message in an Any. */
+export function metricsAny(s: Stats): google.protobuf.IAny {
+  const value = s.version === 1 ? io.containerd.cgroups.v1.Metrics.encode(s.metrics).finish() : io.containerd.cgroups.v2.Metrics.encode(s.metrics).finish();
+  return { type_url: `io.containerd.cgroups.v${s.version}.Metrics`, value };
 }
 
 /** Wraps a method: debug lines around each call, and engine errors as ttrpc statuses. */
@@ -534,8 +541,7 @@ export class TaskService {
     const s = await this.engine.stats(c.id).catch((e: unknown) => {
       throw rpcError(e);
     });
-    const value = s.version === 1 ? io.containerd.cgroups.v1.Metrics.encode(s.metrics).finish() : io.containerd.cgroups.v2.Metrics.encode(s.metrics).finish();
-    return { stats: { type_url: `io.containerd.cgroups.v${s.version}.Metrics`, value } };
+    return { stats: metricsAny(s) };
   }
 
   async update(req: containerd.task.v2.UpdateTaskRequest): Promise<void> {
